@@ -1,0 +1,70 @@
+"""Helpers every sub-command shares: clean errors, `--json` output, pools, task lengths."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ttsgraph.cost import PAPER_LENGTHS, TaskLengths
+from ttsgraph.errors import TaskError, TtsGraphError
+from ttsgraph.models import ModelPool, load_pool
+
+console = Console(stderr=True)  # human output and progress; stdout stays clean for --json
+out = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Print a TtsGraphError as one red line naming what is wrong, and exit with status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TtsGraphError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(obj: Any) -> None:
+    """Exactly one JSON object on stdout."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
+    sys.stdout.flush()
+
+
+def _default(o: Any) -> Any:
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def get_pool(models: str | None) -> ModelPool:
+    """`--models` is a pool name (local, paper, paper-full) or a models.toml path; default local."""
+    return load_pool(models)
+
+
+def task_lengths(task: str | None) -> tuple[str, TaskLengths]:
+    """The task's (A, B): from the task registry when it knows the task, else the paper's constants."""
+    name = task or "math"
+    try:
+        from ttsgraph.tasks import load_task  # imported lazily: tasks pull in graders and data
+
+        t = load_task(name)
+        return t.name, t.lengths
+    except ImportError:
+        pass
+    key = name.split(":")[0].removesuffix("500")
+    if key in PAPER_LENGTHS:
+        return key, PAPER_LENGTHS[key]
+    raise TaskError(f"unknown task {name!r}; known here: {', '.join(PAPER_LENGTHS)}")

@@ -1,0 +1,162 @@
+"""`ttsgraph show`, `ttsgraph budget`, `ttsgraph models`: look at graphs, budgets and the catalogue."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ttsgraph.cli.app import app
+from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out, task_lengths
+from ttsgraph.cost import Budget, planned_graph_flops, unit_flops
+from ttsgraph.errors import BudgetError, GraphError
+from ttsgraph.graph import Graph
+from ttsgraph.graph_io import load_graph
+from ttsgraph.models import ModelPool, builtin_catalogue
+from ttsgraph.render import to_dot, to_mermaid
+
+
+class Format(str, Enum):
+    table = "table"
+    mermaid = "mermaid"
+    dot = "dot"
+    json = "json"
+
+
+def describe(graph: Graph, pool: ModelPool, task: str | None, budget: float | None,
+             budget_nodes: int | None) -> dict[str, Any]:
+    """Everything `show` reports about a graph, as one JSON-able dict."""
+    task_name, lengths = task_lengths(task)
+    graph.validate(models=set(pool.specs))
+    graph, removed = graph.pruned()
+    per_node = planned_graph_flops(graph, pool, lengths)
+    unit = unit_flops(pool, lengths)
+    if budget is not None and budget_nodes is not None:
+        raise BudgetError("give either --budget or --budget-nodes, not both")
+    bud = Budget.from_nodes(budget_nodes, pool, lengths) if budget_nodes is not None else (
+        Budget(budget) if budget is not None else None)
+    total = sum(per_node.values())
+    return {
+        "task": task_name,
+        "lengths": {"prompt": lengths.prompt, "answer": lengths.answer},
+        "pool": pool.name,
+        "reference_model": pool.reference,
+        "unit_flops": unit,
+        "nodes": [
+            {"id": n.id, "model": n.model, "role": n.role, "in_degree": graph.in_degree(n.id),
+             "preds": graph.preds(n.id), "planned_flops": per_node[n.id], "planned_units": per_node[n.id] / unit,
+             "output": n.id == graph.output}
+            for n in graph.nodes
+        ],
+        "edges": [[u, v] for u, v in graph.edges],
+        "output": graph.output,
+        "pruned": removed,
+        "width": graph.width,
+        "depth": graph.depth,
+        "canonical_hash": graph.canonical_hash(),
+        "planned_flops": total,
+        "planned_units": total / unit,
+        "budget_units": bud.units if bud else None,
+        "budget_nodes": bud.nodes if bud else None,
+        "within_budget": (total / unit <= bud.units + 1e-9) if bud else None,
+    }
+
+
+@app.command()
+@handle_errors
+def show(
+    graph_file: Path = typer.Argument(..., help="Graph file (.json, or the Node-line text form)."),
+    task: str = typer.Option("math", "--task", "-t", help="Task whose average lengths price the graph."),
+    budget: float | None = typer.Option(None, "--budget", help="Budget in normalized units."),
+    budget_nodes: int | None = typer.Option(None, "--budget-nodes", help="Budget as a node count b (SPEC §2.3)."),
+    models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or models.toml."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, mermaid, dot or json."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show a graph: nodes, edges, width, depth, planned FLOPs per node and in total, budget fit."""
+    pool = get_pool(models)
+    graph = load_graph(graph_file)
+    info = describe(graph, pool, task, budget, budget_nodes)
+    if as_json or fmt == Format.json:
+        emit_json(info)
+        return
+    if info["pruned"]:
+        console.print(f"[yellow]pruned (no path to the output):[/] {', '.join(info['pruned'])}")
+    if fmt == Format.mermaid:
+        out.print(to_mermaid(graph.pruned()[0]), markup=False, highlight=False)
+        return
+    if fmt == Format.dot:
+        out.print(to_dot(graph.pruned()[0]), markup=False, highlight=False)
+        return
+    table = Table(title=f"{graph_file} — task {info['task']}, pool {info['pool']}")
+    for col in ("node", "model", "role", "in-degree", "preds", "FLOPs", "units"):
+        table.add_column(col, justify="right" if col in ("in-degree", "FLOPs", "units") else "left")
+    for n in info["nodes"]:
+        table.add_row(n["id"] + (" (output)" if n["output"] else ""), n["model"], n["role"], str(n["in_degree"]),
+                      ", ".join(n["preds"]), f"{n['planned_flops']:.3e}", f"{n['planned_units']:.2f}")
+    out.print(table)
+    out.print(f"width {info['width']}  depth {info['depth']}  edges {len(info['edges'])}  "
+              f"hash {info['canonical_hash']}")
+    line = f"planned {info['planned_flops']:.4e} FLOPs = {info['planned_units']:.2f} units " \
+           f"(1 unit = {info['unit_flops']:.4e} FLOPs, {info['reference_model']})"
+    if info["budget_units"] is not None:
+        verdict = "[green]within budget[/]" if info["within_budget"] else "[red]over budget[/]"
+        line += f"; budget {info['budget_units']:.2f} units: {verdict}"
+    out.print(line)
+
+
+@app.command()
+@handle_errors
+def budget(
+    task: str = typer.Option("math", "--task", "-t"),
+    nodes: int = typer.Option(..., "--nodes", "-b", help="Node budget b: b reference nodes fully connected + output."),
+    models: str | None = typer.Option(None, "--models", help="Pool name or models.toml."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The budget in normalized units that a node budget b stands for (SPEC §2.3)."""
+    pool = get_pool(models)
+    task_name, lengths = task_lengths(task)
+    bud = Budget.from_nodes(nodes, pool, lengths)
+    info = {"task": task_name, "nodes": nodes, "pool": pool.name, "reference_model": pool.reference,
+            "output_model": pool.output, "units": bud.units, "flops": bud.units * unit_flops(pool, lengths)}
+    if as_json:
+        emit_json(info)
+    else:
+        out.print(f"b = {nodes} on {task_name} with pool {pool.name}: {bud.units:.2f} units "
+                  f"({info['flops']:.4e} FLOPs; {nodes} x {pool.reference} fully connected + {pool.output})")
+
+
+@app.command("models")
+@handle_errors
+def list_models(
+    models: str | None = typer.Option(None, "--models", help="Also show a pool or models.toml's bindings."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List the model catalogue (and, with --models, a pool with its backend bindings)."""
+    specs = get_pool(models).specs if models else builtin_catalogue()
+    pool = get_pool(models) if models else None
+    rows = []
+    for s in sorted(specs.values(), key=lambda s: (s.family, s.size_b)):
+        rows.append({"name": s.name, "family": s.family, "size_b": s.size_b, "params": s.params, "layers": s.layers,
+                     "hidden": s.hidden, "chat": s.chat, "backend": s.binding.kind if s.binding else None,
+                     "base_url": s.binding.base_url if s.binding else None,
+                     "in_pool": bool(pool and s.name in pool.models)})
+    if as_json:
+        emit_json({"models": rows, "pool": pool.to_dict() if pool else None})
+        return
+    table = Table(title="ttsgraph models" + (f" — pool {pool.name}" if pool else ""))
+    for col in ("name", "family", "size (B)", "M (non-emb.)", "L", "D", "backend"):
+        table.add_column(col)
+    for r in rows:
+        style = "bold" if r["in_pool"] else None
+        table.add_row(r["name"], r["family"], f"{r['size_b']:g}", f"{r['params']:.3g}", str(r["layers"]),
+                      str(r["hidden"]), r["backend"] or "-", style=style)
+    out.print(table)
+    if pool:
+        out.print(f"pool {pool.name}: {', '.join(pool.models)}; reference {pool.reference}; output {pool.output}")
+
+
+__all__ = ["describe", "show", "budget", "list_models", "GraphError"]

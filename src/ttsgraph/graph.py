@@ -1,0 +1,376 @@
+"""Collaboration graphs: a DAG of LLM calls with one output node.
+
+A node is one LLM call (`id`, `model`, `role`); an edge u→v hands u's answer to v. Parallel,
+sequential and hybrid test-time scaling are all special shapes of this one structure, which is
+why everything else in ttsgraph (cost, execution, search) speaks only in graphs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Container, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ttsgraph.errors import GraphError
+
+Role = Literal["assistant", "fuser"]
+ROLES: tuple[str, ...] = ("assistant", "fuser")
+_ROLE_ALIASES = {"assistant": "assistant", "io": "assistant", "fuser": "fuser", "rev": "fuser"}
+
+
+def normalize_role(text: str) -> Role:
+    """Accept the project's role names and the paper code's aliases (IO, REV), any case."""
+    role = _ROLE_ALIASES.get(text.strip().lower())
+    if role is None:
+        raise GraphError(f"unknown role {text!r}: expected assistant or fuser (IO/REV)")
+    return role  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Node:
+    """One LLM call: which model answers, and whether it answers (assistant) or fuses (fuser)."""
+
+    id: str
+    model: str
+    role: Role = "assistant"
+
+
+@dataclass
+class Graph:
+    """A DAG of nodes; `output` names the single sink whose answer is the graph's answer."""
+
+    nodes: list[Node]
+    edges: list[tuple[str, str]] = field(default_factory=list)
+    output: str = ""
+
+    def __post_init__(self) -> None:
+        self.edges = [(str(u), str(v)) for u, v in self.edges]
+        if not self.output:
+            sinks = self._sinks()
+            if len(sinks) == 1:
+                self.output = sinks[0]
+
+    # ----- lookups -------------------------------------------------------------------------
+    @property
+    def ids(self) -> list[str]:
+        return [n.id for n in self.nodes]
+
+    def node(self, node_id: str) -> Node:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise GraphError(f"unknown node {node_id!r}", node=node_id)
+
+    def preds(self, node_id: str) -> list[str]:
+        return [u for u, v in self.edges if v == node_id]
+
+    def succs(self, node_id: str) -> list[str]:
+        return [v for u, v in self.edges if u == node_id]
+
+    def in_degree(self, node_id: str) -> int:
+        return len(self.preds(node_id))
+
+    def _sinks(self) -> list[str]:
+        has_out = {u for u, _ in self.edges}
+        return [n.id for n in self.nodes if n.id not in has_out]
+
+    def topological_order(self) -> list[str]:
+        """Kahn's algorithm in node-list order, so the order is deterministic; raises on a cycle."""
+        indeg = {n.id: 0 for n in self.nodes}
+        for _, v in self.edges:
+            if v in indeg:
+                indeg[v] += 1
+        ready = [i for i in self.ids if indeg[i] == 0]
+        order: list[str] = []
+        while ready:
+            cur = ready.pop(0)
+            order.append(cur)
+            for v in self.succs(cur):
+                if v in indeg:
+                    indeg[v] -= 1
+                    if indeg[v] == 0:
+                        ready.append(v)
+        if len(order) != len(self.nodes):
+            cycle = self.find_cycle()
+            raise GraphError(f"cycle: {' -> '.join(cycle)}", node=cycle[0] if cycle else None,
+                             edge=(cycle[-2], cycle[-1]) if len(cycle) >= 2 else None)
+        return order
+
+    def find_cycle(self) -> list[str]:
+        """A cycle as a node path that starts and ends at the same node, or [] for a DAG."""
+        color = {i: 0 for i in self.ids}
+        stack: list[str] = []
+
+        def visit(u: str) -> list[str]:
+            color[u] = 1
+            stack.append(u)
+            for v in self.succs(u):
+                if v not in color:
+                    continue
+                if color[v] == 1:
+                    return stack[stack.index(v):] + [v]
+                if color[v] == 0:
+                    found = visit(v)
+                    if found:
+                        return found
+            stack.pop()
+            color[u] = 2
+            return []
+
+        for i in self.ids:
+            if color[i] == 0:
+                found = visit(i)
+                if found:
+                    return found
+        return []
+
+    def ancestors(self, node_id: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [node_id]
+        while todo:
+            for u in self.preds(todo.pop()):
+                if u not in seen:
+                    seen.add(u)
+                    todo.append(u)
+        return seen
+
+    # ----- validation ----------------------------------------------------------------------
+    def validate(self, models: Container[str] | None = None) -> None:
+        """Raise GraphError naming the culprit node or edge; checks the structure and role rules.
+
+        Dead nodes (no path to the output) are not an error here: `pruned()` removes and reports them.
+        """
+        if not self.nodes:
+            raise GraphError("empty graph: it has no nodes")
+        counts = Counter(self.ids)
+        for node_id, k in counts.items():
+            if k > 1:
+                raise GraphError(f"duplicate node id {node_id!r} ({k} times)", node=node_id)
+        for n in self.nodes:
+            if not n.id or any(c.isspace() or c in "|[],\"'" for c in n.id):
+                raise GraphError(f"invalid node id {n.id!r}: use letters, digits, '_', '-', '.'", node=n.id)
+            if n.role not in ROLES:
+                raise GraphError(f"node {n.id!r} has unknown role {n.role!r}", node=n.id)
+            if models is not None and n.model not in models:
+                raise GraphError(f"node {n.id!r} uses unknown model {n.model!r}", node=n.id)
+        known = set(self.ids)
+        seen_edges: set[tuple[str, str]] = set()
+        for u, v in self.edges:
+            if u not in known or v not in known:
+                bad = u if u not in known else v
+                raise GraphError(f"edge {u} -> {v} refers to unknown node {bad!r}", edge=(u, v), node=bad)
+            if u == v:
+                raise GraphError(f"edge {u} -> {v} is a self-loop", edge=(u, v), node=u)
+            if (u, v) in seen_edges:
+                raise GraphError(f"edge {u} -> {v} appears twice", edge=(u, v))
+            seen_edges.add((u, v))
+        cycle = self.find_cycle()
+        if cycle:
+            raise GraphError(f"cycle: {' -> '.join(cycle)}", node=cycle[0], edge=(cycle[-2], cycle[-1]))
+        sinks = self._sinks()
+        if not self.output:
+            if not sinks:
+                raise GraphError("no sink: every node has a successor")
+            raise GraphError(f"several sinks ({', '.join(sinks)}): name the output node")
+        if self.output not in known:
+            raise GraphError(f"output node {self.output!r} is not a node of the graph", node=self.output)
+        if self.succs(self.output):
+            raise GraphError(f"output node {self.output!r} has successors ({', '.join(self.succs(self.output))}): "
+                             "the output must be the sink", node=self.output)
+        roles = {n.id: n.role for n in self.nodes}
+        for n in self.nodes:
+            if n.role != "fuser":
+                continue
+            preds = self.preds(n.id)
+            fuser_preds = [p for p in preds if roles[p] == "fuser"]
+            if fuser_preds:
+                raise GraphError(f"fuser {n.id!r} is fed by fuser {fuser_preds[0]!r} (fuser -> fuser is not allowed)",
+                                 node=n.id, edge=(fuser_preds[0], n.id))
+            if not any(roles[p] == "assistant" for p in preds):
+                raise GraphError(f"fuser {n.id!r} has no assistant predecessor", node=n.id)
+
+    def pruned(self) -> tuple[Graph, list[str]]:
+        """The graph without nodes that have no path to the output, and the ids removed."""
+        keep = self.ancestors(self.output) | {self.output} if self.output else set(self.ids)
+        removed = [i for i in self.ids if i not in keep]
+        if not removed:
+            return self, []
+        g = Graph([n for n in self.nodes if n.id in keep],
+                  [(u, v) for u, v in self.edges if u in keep and v in keep], self.output)
+        return g, removed
+
+    # ----- metrics -------------------------------------------------------------------------
+    def levels(self) -> dict[str, int]:
+        """Longest-path distance (in edges) from any source, per node."""
+        level: dict[str, int] = {}
+        for i in self.topological_order():
+            level[i] = max((level[p] + 1 for p in self.preds(i)), default=0)
+        return level
+
+    @property
+    def depth(self) -> int:
+        """Longest chain of worker nodes feeding the output (the output alone counts as depth 1)."""
+        workers = [i for i in self.ids if i != self.output]
+        if not workers:
+            return 1
+        level = self.levels()
+        return max(level[i] for i in workers) + 1
+
+    @property
+    def width(self) -> int:
+        """Most worker nodes that sit on one level (run side by side)."""
+        workers = [i for i in self.ids if i != self.output]
+        if not workers:
+            return 1
+        level = self.levels()
+        return max(Counter(level[i] for i in workers).values())
+
+    # ----- identity ------------------------------------------------------------------------
+    def canonical_form(self) -> str:
+        """A string equal for graphs that differ only by node names.
+
+        Colour refinement (1-dimensional Weisfeiler-Lehman on the directed graph) starting from
+        (model, role, is-output); the form lists the node colours and the coloured edges, sorted.
+        Renaming cannot change it. Graphs that colour refinement cannot tell apart share it, which
+        for DAGs with one sink built from a handful of models has not been seen to happen.
+        """
+        colour = {n.id: json.dumps([n.model, n.role, n.id == self.output]) for n in self.nodes}
+        preds = {i: self.preds(i) for i in self.ids}
+        succs = {i: self.succs(i) for i in self.ids}
+        for _ in range(len(self.nodes) + 1):
+            new = {
+                i: hashlib.sha256(json.dumps([colour[i], sorted(colour[p] for p in preds[i]),
+                                              sorted(colour[s] for s in succs[i])]).encode()).hexdigest()[:16]
+                for i in self.ids
+            }
+            if len(set(new.values())) == len(set(colour.values())):
+                colour = new
+                break
+            colour = new
+        base = {n.id: [n.model, n.role, n.id == self.output] for n in self.nodes}
+        nodes = sorted(json.dumps([colour[i], base[i]]) for i in self.ids)
+        edges = sorted(json.dumps([colour[u], colour[v]]) for u, v in self.edges)
+        return json.dumps({"nodes": nodes, "edges": edges}, separators=(",", ":"))
+
+    def canonical_hash(self) -> str:
+        return hashlib.sha256(self.canonical_form().encode()).hexdigest()[:16]
+
+    def models_used(self) -> Counter[str]:
+        return Counter(n.model for n in self.nodes)
+
+    # ----- (de)serialization ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodes": [{"id": n.id, "model": n.model, "role": n.role} for n in self.nodes],
+            "edges": [[u, v] for u, v in self.edges],
+            "output": self.output,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Graph:
+        """Build from the JSON form; shape errors raise GraphError naming the bad entry."""
+        if not isinstance(data, dict):
+            raise GraphError("a graph must be a JSON object with nodes, edges and output")
+        raw_nodes = data.get("nodes")
+        if not isinstance(raw_nodes, list):
+            raise GraphError("'nodes' must be a list of {id, model, role} objects")
+        nodes = []
+        for k, raw in enumerate(raw_nodes):
+            if not isinstance(raw, dict) or "id" not in raw or "model" not in raw:
+                raise GraphError(f"nodes[{k}] must be an object with 'id' and 'model'")
+            nodes.append(Node(str(raw["id"]), str(raw["model"]), normalize_role(str(raw.get("role", "assistant")))))
+        edges = []
+        for k, e in enumerate(data.get("edges", [])):
+            if not isinstance(e, (list, tuple)) or len(e) != 2:
+                raise GraphError(f"edges[{k}] must be a [source, target] pair, got {e!r}")
+            edges.append((str(e[0]), str(e[1])))
+        return cls(nodes, edges, str(data.get("output") or ""))
+
+    def relabeled(self, mapping: dict[str, str]) -> Graph:
+        return Graph([Node(mapping.get(n.id, n.id), n.model, n.role) for n in self.nodes],
+                     [(mapping.get(u, u), mapping.get(v, v)) for u, v in self.edges],
+                     mapping.get(self.output, self.output))
+
+    def __str__(self) -> str:  # compact, for logs
+        return f"Graph({len(self.nodes)} nodes, {len(self.edges)} edges, output={self.output})"
+
+
+# ----- builders for the classic shapes -----------------------------------------------------
+
+def single(model: str) -> Graph:
+    """One call of one model: the no-scaling baseline."""
+    return Graph([Node("out", model)], [], "out")
+
+
+def parallel(n: int, model: str | Iterable[str], output_model: str | None = None,
+             output_role: Role = "fuser") -> Graph:
+    """n independent samples (one model, or one model per sample) fused by the output node."""
+    models = [model] * n if isinstance(model, str) else list(model)
+    if len(models) != n or n < 1:
+        raise GraphError(f"parallel needs n >= 1 and n models, got n={n} and {len(models)} models")
+    nodes = [Node(f"a{i + 1}", m) for i, m in enumerate(models)]
+    out = Node("out", output_model or models[0], output_role)
+    return Graph(nodes + [out], [(x.id, "out") for x in nodes], "out")
+
+
+def chain(k: int, model: str, output_model: str | None = None) -> Graph:
+    """Sequential refinement: a1 → a2 → … → ak → out, each refining its predecessor."""
+    if k < 1:
+        raise GraphError(f"chain needs k >= 1, got {k}")
+    nodes = [Node(f"a{i + 1}", model) for i in range(k)]
+    edges = [(f"a{i + 1}", f"a{i + 2}") for i in range(k - 1)] + [(f"a{k}", "out")]
+    return Graph(nodes + [Node("out", output_model or model)], edges, "out")
+
+
+def parallel_chains(width: int, depth: int, model: str, output_model: str | None = None) -> Graph:
+    """`width` independent chains of length `depth`, all ending in the output (multi-layer hybrid)."""
+    if width < 1 or depth < 1:
+        raise GraphError(f"parallel_chains needs width, depth >= 1, got {width} x {depth}")
+    nodes, edges = [], []
+    for w in range(width):
+        for d in range(depth):
+            nodes.append(Node(f"c{w + 1}_{d + 1}", model))
+            if d:
+                edges.append((f"c{w + 1}_{d}", f"c{w + 1}_{d + 1}"))
+        edges.append((f"c{w + 1}_{depth}", "out"))
+    return Graph(nodes + [Node("out", output_model or model)], edges, "out")
+
+
+def tree(depth: int, branching: int, model: str, output_model: str | None = None) -> Graph:
+    """A complete tree whose leaves answer and whose inner nodes synthesize their children, rooted at the output."""
+    if depth < 1 or branching < 1:
+        raise GraphError(f"tree needs depth, branching >= 1, got {depth}, {branching}")
+    nodes = [Node("out", output_model or model)]
+    edges: list[tuple[str, str]] = []
+    frontier = ["out"]
+    for level in range(1, depth + 1):
+        nxt = []
+        for parent in frontier:
+            for b in range(branching):
+                nid = f"t{level}_{len(nxt) + 1}"
+                nodes.append(Node(nid, model))
+                edges.append((nid, parent))
+                nxt.append(nid)
+        frontier = nxt
+    nodes = nodes[1:] + nodes[:1]
+    return Graph(nodes, edges, "out")
+
+
+def star(leaves: int, model: str, output_model: str | None = None) -> Graph:
+    """One root answer broadcast to `leaves` refiners, all of which feed the output."""
+    if leaves < 1:
+        raise GraphError(f"star needs leaves >= 1, got {leaves}")
+    nodes = [Node("root", model)] + [Node(f"l{i + 1}", model) for i in range(leaves)]
+    edges = [("root", f"l{i + 1}") for i in range(leaves)] + [(f"l{i + 1}", "out") for i in range(leaves)]
+    return Graph(nodes + [Node("out", output_model or model)], edges, "out")
+
+
+def fully_connected(models: list[str], output_model: str) -> Graph:
+    """Node i feeds every later node j > i and the output: the densest DAG on these models."""
+    nodes = [Node(f"n{i + 1}", m) for i, m in enumerate(models)]
+    edges = [(f"n{i + 1}", f"n{j + 1}") for i in range(len(models)) for j in range(i + 1, len(models))]
+    edges += [(n.id, "out") for n in nodes]
+    return Graph(nodes + [Node("out", output_model)], edges, "out")
