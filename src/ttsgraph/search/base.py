@@ -1,0 +1,136 @@
+"""The optimizer contract: ask for graphs, be told how they scored, serialize to resume.
+
+Like Optuna's samplers, every optimizer is one small class behind this interface and passes the
+same contract tests, so the study loop, the store, `ttsgraph search` and `ttsgraph bench` treat
+Agent-REINFORCE and every baseline identically (same budget, same evaluation budget, same items).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ttsgraph.graph import Graph
+
+if TYPE_CHECKING:
+    from ttsgraph.search.space import SearchSpace
+
+
+@dataclass
+class Proposal:
+    """A graph an optimizer wants scored on `n_items` fresh search items.
+
+    `meta` is the optimizer's own bookkeeping (log-probability, which model mix, agent exchange id)
+    and is stored with the trial.
+    """
+
+    graph: Graph
+    n_items: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """How a proposal scored. `accuracy` = correct / scored, where errored items are not scored
+    (an error is not a wrong answer); `utility` is what the optimizer maximizes (accuracy, or the
+    scalarized accuracy-latency objective)."""
+
+    trial: int
+    graph: Graph
+    accuracy: float
+    utility: float
+    correct: int
+    scored: int
+    errors: int
+    item_ids: list[str]
+    planned_units: float
+    measured_units: float
+    latency: float  # mean critical-path seconds per item
+    meta: dict[str, Any] = field(default_factory=dict)
+    feedback: list[dict[str, Any]] = field(default_factory=list)  # per item: id, correct, extracted, error
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("trial", "accuracy", "utility", "correct", "scored", "errors",
+                                           "item_ids", "planned_units", "measured_units", "latency", "meta",
+                                           "feedback")}
+        d["graph"] = self.graph.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Evaluation:
+        return cls(graph=Graph.from_dict(d["graph"]), **{k: v for k, v in d.items() if k != "graph"})
+
+
+class Optimizer(ABC):
+    """ask() → proposals, tell(evaluations) → learn. Subclasses set `name` and register.
+
+    The study owns the evaluation budget (iterations × batch items); an optimizer may propose
+    several graphs per ask (REINFORCE samples a few), each with its own `n_items`, and the study
+    trims the last ask so the total never exceeds the budget. All randomness comes from
+    `self.rng` seeded by `seed`, and `state_dict()` captures it, so a resumed study asks exactly
+    what the uninterrupted one would have.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, iterations: int = 10, batch: int = 3,
+                 **options: Any) -> None:
+        import numpy as np
+
+        self.space = space
+        self.seed = seed
+        self.iterations = iterations
+        self.batch = batch
+        self.options = options
+        self.rng = np.random.default_rng(seed)
+        self.history: list[Evaluation] = []
+
+    @abstractmethod
+    async def ask(self) -> list[Proposal]:
+        """The next graphs to score. Async because LLM-driven optimizers call an agent."""
+
+    def tell(self, evaluations: list[Evaluation]) -> None:
+        """Learn from the scored proposals of the last ask (in the same order)."""
+        self.history.extend(evaluations)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this optimizer stopped (JSON-able)."""
+        return {"rng": self.rng.bit_generator.state, "history": [e.to_dict() for e in self.history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.history = [Evaluation.from_dict(e) for e in state.get("history", [])]
+
+    def agent_seconds(self) -> float:
+        """Time spent in the optimizer's own LLM calls (0 for numeric optimizers)."""
+        return 0.0
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {}
+
+
+def register(cls: type[Optimizer]) -> type[Optimizer]:
+    """Class decorator: make an optimizer available by its `name` to the CLI and to bench."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    OPTIMIZERS[cls.name] = cls
+    return cls
+
+
+def get_optimizer(name: str) -> type[Optimizer]:
+    """Look an optimizer up by name, importing the built-in ones on first use."""
+    import importlib
+
+    for module in ("agent_reinforce", "random_search", "tpe", "reinforce", "textgrad", "hybrid"):
+        try:
+            importlib.import_module(f"ttsgraph.search.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ttsgraph.search.{module}":
+                raise
+    try:
+        return OPTIMIZERS[name]
+    except KeyError:
+        from ttsgraph.errors import TtsGraphError
+
+        raise TtsGraphError(f"unknown optimizer {name!r}; available: {', '.join(sorted(OPTIMIZERS))}") from None
