@@ -1,0 +1,326 @@
+"""Run a graph on items: every node an LLM call, as concurrent as the DAG allows.
+
+A node starts the moment all its predecessors have answered, so a graph's latency is its critical
+path, not the sum of its nodes (the paper's code ran nodes one by one; we report that sequential
+sum too, for comparison). Calls are bounded per serving backend (one semaphore per binding), so a
+wide graph does not flood one server while another sits idle.
+
+Sample indices: within one run of a graph on one item, the n-th node that sends an identical
+(model, messages, params) request gets sample n. Parallel identical nodes thus draw independent
+samples, and another graph sending the same requests later gets the same samples back from the
+cache (common random numbers).
+
+A node that fails for good (a `TtsGraphError`, e.g. `BackendError` after retries) marks its item
+as errored with the reason; its dependents are skipped, other items go on. Errors are counted
+apart from wrong answers. Grading runs on the event-loop thread (math-verify arms `signal.alarm`,
+which only works in the main thread; run the executor with `asyncio.run` from the main thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from ttsgraph.cost import TaskLengths, measured_node_flops, planned_graph_flops, unit_flops
+from ttsgraph.errors import TtsGraphError
+from ttsgraph.graph import Graph
+from ttsgraph.llm.base import Backend, Message, SamplingParams, request_key
+from ttsgraph.models import ModelPool
+from ttsgraph.stats import percentile, wilson_interval
+
+
+class _Item(Protocol):
+    id: str
+
+
+class _Grade(Protocol):
+    correct: bool
+    extracted: str | None
+    detail: str
+
+
+class TaskLike(Protocol):
+    """What the executor needs of a task (`ttsgraph.tasks.base.Task` provides it)."""
+
+    name: str
+    lengths: TaskLengths
+
+    def messages(self, item: Any, role: str, predecessors: list[str], is_output: bool) -> list[Message]: ...
+
+    def grade(self, item: Any, text: str) -> Any: ...
+
+
+@dataclass
+class NodeTrace:
+    """One node's call. `start`/`end` are seconds since the item started (None if it never ran);
+    `seconds` is the backend's time (on a cache hit: the original call's time)."""
+
+    id: str
+    model: str
+    role: str
+    text: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    start: float | None = None
+    end: float | None = None
+    flops: float = 0.0
+    cached: bool = False
+    sample: int | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def called(self) -> bool:
+        """Whether a request reached the backend (or the cache) for this node."""
+        return self.start is not None
+
+
+@dataclass
+class ItemResult:
+    """One item's outcome. `error` is set when a node failed (then `correct` is False and the item
+    counts as an error, not as a wrong answer). Latencies in seconds, FLOPs absolute."""
+
+    item_id: str
+    output_text: str | None
+    extracted: str | None
+    correct: bool
+    error: str | None
+    wall: float
+    critical_path: float
+    sequential: float
+    planned_flops: float
+    measured_flops: float
+    nodes: list[NodeTrace] = field(default_factory=list)
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["nodes"] = [n.to_dict() for n in self.nodes]
+        return d
+
+
+def critical_path(graph: Graph, seconds: dict[str, float]) -> float:
+    """Longest path of node seconds through the DAG, ending at the output node."""
+    finish: dict[str, float] = {}
+    for nid in graph.topological_order():
+        finish[nid] = seconds.get(nid, 0.0) + max((finish[p] for p in graph.preds(nid)), default=0.0)
+    return finish[graph.output] if graph.output in finish else max(finish.values(), default=0.0)
+
+
+class Executor:
+    """Runs graphs on items against one backend.
+
+    `concurrency` bounds simultaneous calls per serving backend (a binding's `max_concurrency`
+    overrides it); `items_in_flight` bounds how many items run at once in `run_items` (default:
+    `concurrency`), so that per-item wall latency is not mostly queueing.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        pool: ModelPool,
+        task: TaskLike,
+        params: SamplingParams = SamplingParams(),
+        concurrency: int = 4,
+        items_in_flight: int | None = None,
+    ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.backend = backend
+        self.pool = pool
+        self.task = task
+        self.params = params
+        self.concurrency = concurrency
+        self.items_in_flight = items_in_flight or concurrency
+        # asyncio primitives belong to one event loop: keep them per loop.
+        self._semaphores: dict[tuple[int, str], asyncio.Semaphore] = {}
+
+    def _semaphore(self, model: str) -> asyncio.Semaphore:
+        binding = self.pool.spec(model).binding
+        key = binding.key() if binding is not None else "none:"
+        limit = (binding.max_concurrency if binding is not None else None) or self.concurrency
+        loop_key = (id(asyncio.get_running_loop()), key)
+        sem = self._semaphores.get(loop_key)
+        if sem is None:
+            sem = self._semaphores[loop_key] = asyncio.Semaphore(limit)
+        return sem
+
+    def _prepare(self, graph: Graph) -> Graph:
+        graph.validate(models=set(self.pool.specs))
+        return graph.pruned()[0]
+
+    async def run_item(self, graph: Graph, item: Any) -> ItemResult:
+        """Run `graph` on one item and grade the output node's answer."""
+        return await self._run_item(self._prepare(graph), item)
+
+    async def _run_item(self, g: Graph, item: Any) -> ItemResult:
+        order = g.topological_order()
+        traces = {nid: NodeTrace(nid, g.node(nid).model, g.node(nid).role) for nid in order}
+        done: dict[str, asyncio.Event] = {nid: asyncio.Event() for nid in order}
+        samples: Counter[str] = Counter()
+        t0 = time.perf_counter()
+
+        async def run_node(nid: str) -> None:
+            trace = traces[nid]
+            try:
+                preds = g.preds(nid)
+                for p in preds:
+                    await done[p].wait()
+                failed = [p for p in preds if traces[p].error is not None]
+                if failed:
+                    trace.error = f"skipped: predecessor {failed[0]} failed"
+                    return
+                node = g.node(nid)
+                try:
+                    messages = self.task.messages(
+                        item, node.role, [traces[p].text or "" for p in preds], nid == g.output
+                    )
+                    key = request_key(node.model, messages, self.params)
+                    trace.sample = samples[key]
+                    samples[key] += 1
+                    async with self._semaphore(node.model):
+                        trace.start = time.perf_counter() - t0
+                        try:
+                            completion = await self.backend.complete(node.model, messages, self.params, trace.sample)
+                        finally:
+                            trace.end = time.perf_counter() - t0
+                except TtsGraphError as exc:
+                    trace.error = getattr(exc, "reason", None) or str(exc)
+                    return
+                trace.text = completion.text
+                trace.prompt_tokens = completion.prompt_tokens
+                trace.completion_tokens = completion.completion_tokens
+                trace.seconds = completion.seconds
+                trace.cached = completion.cached
+                trace.flops = measured_node_flops(
+                    self.pool.spec(node.model), completion.prompt_tokens, completion.completion_tokens
+                )
+            finally:
+                done[nid].set()
+
+        await asyncio.gather(*(run_node(nid) for nid in order))
+        wall = time.perf_counter() - t0
+        nodes = [traces[nid] for nid in order]
+        seconds = {t.id: t.seconds for t in nodes}
+        planned = sum(planned_graph_flops(g, self.pool, self.task.lengths).values())
+        measured = sum(t.flops for t in nodes)
+        first_error = next((t for t in nodes if t.error is not None and not t.error.startswith("skipped")), None)
+        out = traces[g.output]
+        result = ItemResult(
+            item_id=str(item.id),
+            output_text=out.text,
+            extracted=None,
+            correct=False,
+            error=f"node {first_error.id} ({first_error.model}): {first_error.error}" if first_error else None,
+            wall=wall,
+            critical_path=critical_path(g, seconds),
+            sequential=sum(seconds.values()),
+            planned_flops=planned,
+            measured_flops=measured,
+            nodes=nodes,
+        )
+        if result.error is None and out.text is not None:
+            grade = self.task.grade(item, out.text)  # on the loop's (main) thread: see module doc
+            result.correct = bool(grade.correct)
+            result.extracted = grade.extracted
+            result.detail = getattr(grade, "detail", "") or ""
+        return result
+
+    async def run_items(
+        self,
+        graph: Graph,
+        items: Sequence[Any],
+        on_result: Callable[[ItemResult], None] | None = None,
+    ) -> list[ItemResult]:
+        """Run `graph` on every item (at most `items_in_flight` at once); results in item order.
+        `on_result` is called as each item finishes (for progress displays)."""
+        g = self._prepare(graph)
+        gate = asyncio.Semaphore(self.items_in_flight)
+
+        async def one(item: Any) -> ItemResult:
+            async with gate:
+                result = await self._run_item(g, item)
+            if on_result is not None:
+                on_result(result)
+            return result
+
+        return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+def _latency(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "p50": None, "p95": None}
+    return {"mean": sum(values) / len(values), "p50": percentile(values, 50), "p95": percentile(values, 95)}
+
+
+@dataclass
+class EvalSummary:
+    """Aggregate of one evaluation. `accuracy` = correct / items (an errored item is not correct);
+    `errors` counts items that failed, `wrong` those answered wrongly. Units are per item,
+    normalized by the pool's unit FLOPs. Latencies are over items that did not error."""
+
+    task: str
+    graph_hash: str
+    items: int
+    correct: int
+    wrong: int
+    errors: int
+    accuracy: float
+    ci: tuple[float, float]
+    planned_units: float
+    measured_units: float | None
+    planned_flops: float
+    measured_flops: float | None
+    latency: dict[str, dict[str, float | None]]
+    backend_calls: int
+    cache_hits: int
+    error_reasons: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ci"] = list(self.ci)
+        return d
+
+
+def summarize(results: Sequence[ItemResult], graph: Graph, pool: ModelPool, task: TaskLike) -> EvalSummary:
+    """Accuracy with a Wilson 95% interval, errors apart, FLOPs in units, latency percentiles,
+    backend calls and cache hits."""
+    g = graph.pruned()[0]
+    unit = unit_flops(pool, task.lengths)
+    planned = sum(planned_graph_flops(g, pool, task.lengths).values())
+    n = len(results)
+    correct = sum(1 for r in results if r.correct)
+    errors = sum(1 for r in results if r.error is not None)
+    ok = [r for r in results if r.error is None]
+    measured = sum(r.measured_flops for r in ok) / len(ok) if ok else None
+    reasons: Counter[str] = Counter(r.error for r in results if r.error is not None)
+    nodes = [t for r in results for t in r.nodes]
+    return EvalSummary(
+        task=task.name,
+        graph_hash=g.canonical_hash(),
+        items=n,
+        correct=correct,
+        wrong=n - correct - errors,
+        errors=errors,
+        accuracy=correct / n if n else 0.0,
+        ci=wilson_interval(correct, n),
+        planned_units=planned / unit,
+        measured_units=measured / unit if measured is not None else None,
+        planned_flops=planned,
+        measured_flops=measured,
+        latency={
+            "wall": _latency([r.wall for r in ok]),
+            "critical_path": _latency([r.critical_path for r in ok]),
+            "sequential": _latency([r.sequential for r in ok]),
+        },
+        backend_calls=sum(1 for t in nodes if t.called and not t.cached),
+        cache_hits=sum(1 for t in nodes if t.cached),
+        error_reasons=dict(reasons.most_common(5)),
+    )

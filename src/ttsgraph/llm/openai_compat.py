@@ -1,0 +1,206 @@
+"""The HTTP backend: any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp server, TGI,
+OpenAI itself) through the official `openai` client.
+
+Why our own retry loop instead of the client's: we need to know *why* a call finally failed (the
+executor reports it per node), to retry only what can succeed later (429, 5xx, connection errors,
+timeouts) and to fail at once on what cannot (400, 401, 404, an empty reply). Seeds derived from the
+request and the sample index are sent when the server accepts them, so samples repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from ttsgraph.errors import BackendError
+from ttsgraph.llm.base import (
+    BASE_MODEL_STOPS,
+    Completion,
+    Message,
+    SamplingParams,
+    derive_seed,
+    render_completion_prompt,
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one pool model is served. `api_key_env` names the environment variable holding the key
+    (None: the server needs no key, e.g. a local llama.cpp server). `chat=False` sends a
+    completion-style prompt to `/v1/completions` (base models)."""
+
+    base_url: str
+    served_name: str
+    api_key_env: str | None = None
+    chat: bool = True
+
+    def api_key(self, model: str) -> str:
+        if not self.api_key_env:
+            return "none"
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise BackendError(
+                f"environment variable {self.api_key_env} (the API key for {self.base_url}) is not set",
+                model=model,
+            )
+        return value
+
+
+def _retriable(exc: BaseException) -> bool:
+    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError)):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, openai.APITimeoutError):
+        return "request timed out"
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        return f"connection error ({type(cause).__name__}: {cause})" if cause else "connection error"
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.message if len(exc.message) < 300 else exc.message[:300] + "…"
+        return f"HTTP {exc.status_code}: {body}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class OpenAICompatBackend:
+    """Routes each pool model to its `Endpoint`.
+
+    `timeout` is per attempt (seconds); a failing call is tried `1 + retries` times with exponential
+    backoff (`backoff * 2**k`, capped at `max_backoff`, with jitter), then raises `BackendError`
+    whose `.reason` says what happened on the last attempt.
+    """
+
+    def __init__(
+        self,
+        endpoints: dict[str, Endpoint],
+        timeout: float = 600.0,
+        retries: int = 3,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+    ):
+        self.endpoints = dict(endpoints)
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._clients: dict[tuple[str, str, int], openai.AsyncOpenAI] = {}
+        self._no_seed: set[str] = set()  # base URLs that rejected the `seed` parameter
+        self._no_usage_warned: set[str] = set()
+
+    def _client(self, endpoint: Endpoint, model: str) -> openai.AsyncOpenAI:
+        # One client per (server, key, event loop): httpx connection pools belong to one loop.
+        key = (endpoint.base_url, endpoint.api_key(model), id(asyncio.get_running_loop()))
+        client = self._clients.get(key)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                base_url=endpoint.base_url, api_key=key[1], timeout=self.timeout, max_retries=0
+            )
+            self._clients[key] = client
+        return client
+
+    async def complete(
+        self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
+    ) -> Completion:
+        endpoint = self.endpoints.get(model)
+        if endpoint is None:
+            raise BackendError(f"no OpenAI-compatible endpoint configured (known: {', '.join(self.endpoints)})", model=model)
+        client = self._client(endpoint, model)
+        seed = derive_seed(model, messages, params, sample)
+        last = "no attempt made"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            started = time.perf_counter()
+            try:
+                response = await self._request(client, endpoint, messages, params, seed)
+            except openai.BadRequestError as exc:
+                if "seed" in exc.message.lower() and endpoint.base_url not in self._no_seed:
+                    self._no_seed.add(endpoint.base_url)  # the server does not take seeds: go without
+                    try:
+                        response = await self._request(client, endpoint, messages, params, seed)
+                    except openai.OpenAIError as exc2:
+                        if not _retriable(exc2):
+                            raise BackendError(_describe(exc2), model=model) from exc2
+                        last = _describe(exc2)
+                        continue
+                else:
+                    raise BackendError(_describe(exc), model=model) from exc
+            except openai.OpenAIError as exc:
+                if not _retriable(exc):
+                    raise BackendError(_describe(exc), model=model) from exc
+                last = _describe(exc)
+                continue
+            seconds = time.perf_counter() - started
+            return self._completion(model, endpoint, messages, response, seconds)
+        raise BackendError(f"{last} (after {self.retries + 1} attempts)", model=model, retriable=True)
+
+    async def _request(
+        self,
+        client: openai.AsyncOpenAI,
+        endpoint: Endpoint,
+        messages: list[Message],
+        params: SamplingParams,
+        seed: int,
+    ) -> Any:
+        extra: dict[str, Any] = {}
+        if endpoint.base_url not in self._no_seed:
+            extra["seed"] = seed
+        if endpoint.chat:
+            return await client.chat.completions.create(
+                model=endpoint.served_name,
+                messages=[{"role": m["role"], "content": m["content"]} for m in messages],  # type: ignore[misc]
+                temperature=params.temperature,
+                top_p=params.top_p,
+                max_tokens=params.max_tokens,
+                stop=list(params.stop) or None,
+                **extra,
+            )
+        return await client.completions.create(
+            model=endpoint.served_name,
+            prompt=render_completion_prompt(messages),
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            stop=(list(BASE_MODEL_STOPS) + list(params.stop))[:4],  # OpenAI allows at most 4
+            **extra,
+        )
+
+    def _completion(
+        self, model: str, endpoint: Endpoint, messages: list[Message], response: Any, seconds: float
+    ) -> Completion:
+        choices = getattr(response, "choices", None) or []
+        if not choices:
+            raise BackendError("reply has no choices", model=model)
+        choice = choices[0]
+        text = (choice.message.content if endpoint.chat else choice.text) or ""
+        if not text.strip():
+            raise BackendError(f"empty reply (finish_reason={choice.finish_reason!r})", model=model)
+        usage = getattr(response, "usage", None)
+        if usage is not None and usage.completion_tokens is not None:
+            prompt_tokens, completion_tokens = int(usage.prompt_tokens or 0), int(usage.completion_tokens)
+        else:
+            # Some servers omit usage; FLOPs then rest on an estimate (about 4 characters per token).
+            if endpoint.base_url not in self._no_usage_warned:
+                self._no_usage_warned.add(endpoint.base_url)
+                warnings.warn(f"{endpoint.base_url} reports no token usage; estimating tokens from characters")
+            prompt_tokens = sum(len(m.get("content", "")) for m in messages) // 4 + 1
+            completion_tokens = len(text) // 4 + 1
+        return Completion(text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, seconds=seconds)
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients that belong to the running event loop."""
+        loop_id = id(asyncio.get_running_loop())
+        for key in [k for k in self._clients if k[2] == loop_id]:
+            await self._clients.pop(key).close()

@@ -1,0 +1,108 @@
+"""One backend for a whole pool: each model goes to the backend its binding names.
+
+The executor and the search see a single `Backend`; whether a model runs in-process, behind an
+HTTP server or in a test script is the pool's business (models.toml), not theirs. The response
+cache wraps the router, so it covers every kind of backend alike.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ttsgraph.errors import BackendError, UnknownModelError
+from ttsgraph.llm.base import Backend, Completion, Message, SamplingParams
+from ttsgraph.llm.cache import CachedBackend
+from ttsgraph.llm.local import LocalBackend, LocalModel, resolve_local_model
+from ttsgraph.llm.openai_compat import Endpoint, OpenAICompatBackend
+from ttsgraph.models import ModelPool
+
+
+class RoutedBackend:
+    """Sends each model's requests to the backend chosen for it."""
+
+    def __init__(self, routes: dict[str, Backend], unbound: Iterable[str] = ()):
+        self.routes = dict(routes)
+        self.unbound = set(unbound)
+
+    async def complete(
+        self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
+    ) -> Completion:
+        inner = self.routes.get(model)
+        if inner is None:
+            if model in self.unbound:
+                raise BackendError("has no backend binding: add backend/base_url to the models file", model=model)
+            raise UnknownModelError(f"model {model!r} is not in the pool (known: {', '.join(self.routes)})")
+        return await inner.complete(model, messages, params, sample)
+
+    async def aclose(self) -> None:
+        seen: set[int] = set()
+        for inner in self.routes.values():
+            if id(inner) in seen:
+                continue
+            seen.add(id(inner))
+            aclose = getattr(inner, "aclose", None)
+            if callable(aclose):
+                await aclose()
+
+
+def check_bindings(pool: ModelPool, models: list[str] | None = None) -> None:
+    """Fail early, before any call, on what would make every call to a model fail: no binding, or
+    an API key variable that is not set. `models` defaults to the whole pool."""
+    for name in models if models is not None else pool.models:
+        binding = pool.spec(name).binding
+        if binding is None:
+            raise BackendError("has no backend binding: add backend/base_url to the models file", model=name)
+        if binding.kind == "openai" and binding.api_key_env and not os.environ.get(binding.api_key_env):
+            raise BackendError(
+                f"environment variable {binding.api_key_env} (the API key for {binding.base_url}) is not set",
+                model=name,
+            )
+
+
+def build_backend(
+    pool: ModelPool,
+    cache: Path | str | None = None,
+    fake: Backend | None = None,
+    *,
+    timeout: float = 600.0,
+    retries: int = 3,
+    backoff: float = 1.0,
+    n_threads: int | None = None,
+) -> Backend:
+    """The backend for `pool`, wrapped in the response cache at `cache` unless it is None.
+
+    `fake` (unit tests only) replaces every binding: all models go to it. Otherwise bindings of
+    kind "local" share one `LocalBackend`, kind "openai" one `OpenAICompatBackend` (with `timeout`
+    per attempt, `retries` and exponential `backoff`). A model with no binding (or kind "fake")
+    fails when called; call `check_bindings` first to fail before running anything.
+    """
+    if fake is not None:
+        routed: Backend = RoutedBackend({name: fake for name in pool.models})
+        return CachedBackend(routed, cache) if cache is not None else routed
+    local_models: dict[str, LocalModel] = {}
+    endpoints: dict[str, Endpoint] = {}
+    for name in pool.models:
+        spec = pool.spec(name)
+        binding = spec.binding
+        if binding is None or binding.kind == "fake":
+            continue  # reported when first used (see RoutedBackend, check_bindings)
+        if binding.kind == "local":
+            local_models[name] = resolve_local_model(name, binding.local_file, spec.chat)
+        elif binding.kind == "openai":
+            if not binding.base_url:
+                raise BackendError("an 'openai' binding needs base_url", model=name)
+            endpoints[name] = Endpoint(binding.base_url, binding.served_name or name, binding.api_key_env, spec.chat)
+        else:  # pragma: no cover - models.py validates kinds
+            raise BackendError(f"unknown backend kind {binding.kind!r}", model=name)
+    routes: dict[str, Backend] = {}
+    if local_models:
+        local = LocalBackend(local_models, n_threads=n_threads)
+        routes.update({name: local for name in local_models})
+    if endpoints:
+        remote = OpenAICompatBackend(endpoints, timeout=timeout, retries=retries, backoff=backoff)
+        routes.update({name: remote for name in endpoints})
+    unbound = [m for m in pool.models if m not in routes]
+    backend: Backend = RoutedBackend(routes, unbound)
+    return CachedBackend(backend, cache) if cache is not None else backend
