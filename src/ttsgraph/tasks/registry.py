@@ -1,0 +1,91 @@
+"""Task names to task objects: `load_task("mmlu:anatomy")`, `load_task("jsonl:my.jsonl", grader="numeric")`.
+
+One place resolves names and options so the CLI, the study and the server accept the same
+spellings. Options a task does not take are an error (a typo must not be silently ignored).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from ttsgraph.cost import TaskLengths
+from ttsgraph.errors import TaskError
+from ttsgraph.tasks.base import Task
+
+BUILTIN_TASKS: tuple[str, ...] = ("math500", "gsm8k", "mmlu", "humaneval", "arithmetic")
+ALIASES = {"math": "math500", "math-500": "math500", "human-eval": "humaneval", "human_eval": "humaneval"}
+
+
+def _factory(base: str) -> Callable[..., Task]:
+    if base == "math500":
+        from ttsgraph.tasks.math import MathTask
+
+        return MathTask
+    if base == "gsm8k":
+        from ttsgraph.tasks.gsm8k import Gsm8kTask
+
+        return Gsm8kTask
+    if base == "mmlu":
+        from ttsgraph.tasks.mmlu import MmluTask
+
+        return MmluTask
+    if base == "humaneval":
+        from ttsgraph.tasks.humaneval import HumanEvalTask
+
+        return HumanEvalTask
+    if base == "arithmetic":
+        from ttsgraph.tasks.arithmetic import ArithmeticTask
+
+        return ArithmeticTask
+    if base == "jsonl":
+        from ttsgraph.tasks.jsonl import JsonlTask
+
+        return JsonlTask
+    raise TaskError(f"unknown task {base!r}; known: {', '.join(BUILTIN_TASKS)}, mmlu:<subject>, jsonl:PATH")
+
+
+def load_task(name: str, **options: object) -> Task:
+    """Build a task by name.
+
+    Names: `math500` (alias `math`; options level, subject), `gsm8k`, `mmlu` or `mmlu:<subject>`,
+    `humaneval` (options unsafe_exec, timeout, memory_mb), `arithmetic` (seed, digits, terms, ops,
+    size), `jsonl:PATH` (question_field, answer_field, id_field, grader, system_prompt). Most take
+    `seed` and `search_fraction` for the split. Every task takes `prompt_tokens` / `answer_tokens`
+    to override its lengths A, B. Options set to None are ignored (CLI defaults).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise TaskError("a task name is required")
+    options = {k: v for k, v in options.items() if v is not None}
+    prompt_tokens = options.pop("prompt_tokens", None)
+    answer_tokens = options.pop("answer_tokens", None)
+    base, _, arg = name.strip().partition(":")
+    base = ALIASES.get(base.lower(), base.lower())
+    factory = _factory(base)
+    if base == "mmlu" and arg:
+        options["subject"] = arg
+    elif base == "jsonl":
+        if not arg:
+            raise TaskError("jsonl tasks need a path: jsonl:PATH")
+        options["path"] = arg
+    elif arg:
+        raise TaskError(f"task {base!r} takes no ':' argument (got {name!r})")
+    accepted = set(inspect.signature(factory).parameters) - {"self", "name"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TaskError(f"task {base!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(sorted(accepted))}")
+    try:
+        task = factory(**options)
+    except (TypeError, ValueError) as e:
+        raise TaskError(f"task {name!r}: bad option value ({e})") from None
+    if prompt_tokens is not None or answer_tokens is not None:
+        task.lengths = TaskLengths(
+            prompt=float(prompt_tokens) if prompt_tokens is not None else task.lengths.prompt,
+            answer=float(answer_tokens) if answer_tokens is not None else task.lengths.answer,
+        )
+    return task
+
+
+def list_tasks(names: list[str] | None = None) -> list[dict]:
+    """Rows for `ttsgraph tasks`: name, items per split, A, B, grader."""
+    return [load_task(n).describe() for n in (names or list(BUILTIN_TASKS))]
