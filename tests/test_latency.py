@@ -1,0 +1,189 @@
+"""The latency model: speeds recovered from traces, planned critical paths and per-model queues,
+estimates of a graph that never ran compared with what the executor measures."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import zlib
+
+import pytest
+
+from ttsgraph.cost import TaskLengths
+from ttsgraph.executor import Executor
+from ttsgraph.graph import Graph, Node, chain, parallel, parallel_chains, single
+from ttsgraph.latency import (
+    CallSample,
+    LatencyModel,
+    LatencyModelError,
+    ModelSpeed,
+    estimate_latency,
+    fit_speed,
+    observed_lengths,
+    samples_from_traces,
+    sequential_latency,
+)
+from ttsgraph.llm.base import Completion, Message, SamplingParams
+from ttsgraph.models import load_pool
+from ttsgraph.tasks.arithmetic import ArithmeticTask
+
+SMOL, GEMMA = "smollm2-135m", "gemma-3-270m"
+
+# ground truth of the synthetic "hardware": per model (overhead s, prefill tok/s, decode tok/s)
+TRUTH = {SMOL: (0.02, 800.0, 75.0), GEMMA: (0.05, 400.0, 50.0)}
+
+
+def true_seconds(model: str, p: float, c: float) -> float:
+    o, pre, dec = TRUTH[model]
+    return o + p / pre + c / dec
+
+
+class TimedBackend:
+    """A scripted backend whose reported seconds follow TRUTH exactly (no sleeping), and whose
+    answers have a length that depends on the sample, so the fit sees varied token counts."""
+
+    def __init__(self, task: ArithmeticTask) -> None:
+        self.answers = {i.question: i.answer for s in ("search", "test") for i in task.items(s)}
+
+    async def complete(self, model: str, messages: list[Message], params: SamplingParams,
+                       sample: int = 0) -> Completion:
+        text = messages[-1]["content"]
+        answer = next(a for q, a in self.answers.items() if q in text)
+        words = 3 + (zlib.crc32(f"{model}|{text}".encode()) + 7 * sample) % 13
+        reply = " ".join(["step"] * words) + f" Answer: {answer}"
+        p = sum(len(m["content"].split()) for m in messages)
+        c = len(reply.split())
+        return Completion(reply, p, c, true_seconds(model, p, c))
+
+
+def test_fit_recovers_known_speeds_exactly() -> None:
+    samples = [CallSample(SMOL, p, c, true_seconds(SMOL, p, c)) for p in (20, 90, 300) for c in (5, 40, 120)]
+    s = fit_speed(SMOL, samples)
+    assert s.prefill_tps == pytest.approx(800.0, rel=1e-6)
+    assert s.decode_tps == pytest.approx(75.0, rel=1e-6)
+    assert s.overhead == pytest.approx(0.02, abs=1e-9)
+    assert s.calls == 9 and s.rmse < 1e-9
+
+
+def test_fit_never_returns_negative_speeds() -> None:
+    # times that fall with prompt length would give a negative prefill coefficient by plain least squares
+    samples = [CallSample(SMOL, p, c, 1.0 + c / 50 - p / 5000) for p, c in [(10, 10), (500, 10), (900, 40), (50, 80)]]
+    s = fit_speed(SMOL, samples)
+    assert s.prefill_tps > 0 and s.decode_tps > 0 and s.overhead >= 0
+    assert math.isinf(s.prefill_tps)  # the term is dropped rather than made negative
+    assert s.to_dict()["prefill_tps"] is None
+
+
+def test_fit_with_one_or_two_measurements() -> None:
+    one = fit_speed(SMOL, [CallSample(SMOL, 50, 20, 2.0)])
+    assert one.decode_tps == pytest.approx(10.0) and one.seconds(50, 20) == pytest.approx(2.0)
+    two = fit_speed(SMOL, [CallSample(SMOL, 50, 20, 2.0), CallSample(SMOL, 100, 40, 4.0)])
+    assert two.seconds(75, 30) == pytest.approx(3.0)
+
+
+def test_fit_without_usable_traces_is_an_error() -> None:
+    with pytest.raises(LatencyModelError, match="no usable traces"):
+        fit_speed(SMOL, [CallSample(SMOL, 10, 0, 1.0), CallSample(SMOL, 10, 5, 0.0)])
+
+
+def test_samples_skip_failed_and_untimed_nodes() -> None:
+    traces = [
+        {"id": "a", "model": SMOL, "prompt_tokens": 10, "completion_tokens": 5, "seconds": 0.3, "error": None},
+        {"id": "b", "model": SMOL, "prompt_tokens": 10, "completion_tokens": 0, "seconds": 0.0, "error": "timeout"},
+        {"id": "c", "model": SMOL, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0,
+         "error": "skipped: predecessor b failed"},
+    ]
+    assert samples_from_traces(traces) == [CallSample(SMOL, 10, 5, 0.3)]
+
+
+def speeds() -> LatencyModel:
+    return LatencyModel({m: ModelSpeed(m, pre, dec, o, 9, 0.0) for m, (o, pre, dec) in TRUTH.items()})
+
+
+def test_estimate_is_the_planned_critical_path() -> None:
+    lengths = TaskLengths(100, 50)
+    lm = speeds()
+    root = true_seconds(SMOL, 100, 50)
+    fuse3 = true_seconds(GEMMA, 100 + 3 * 50, 50)
+    g = parallel(3, SMOL, output_model=GEMMA)
+    assert estimate_latency(g, lengths, lm) == pytest.approx(root + fuse3)
+    assert sequential_latency(g, lengths, lm) == pytest.approx(3 * root + fuse3)
+    # one slot per model: the three smollm calls queue
+    assert estimate_latency(g, lengths, lm, slots=1) == pytest.approx(3 * root + fuse3)
+    assert estimate_latency(g, lengths, lm, slots={SMOL: 2, GEMMA: 1}) == pytest.approx(2 * root + fuse3)
+    c = chain(2, SMOL, output_model=GEMMA)
+    assert estimate_latency(c, lengths, lm) == pytest.approx(
+        true_seconds(SMOL, 100, 50) + true_seconds(SMOL, 150, 50) + true_seconds(GEMMA, 150, 50))
+
+
+def test_estimate_caps_answers_at_max_tokens_and_prunes_dead_nodes() -> None:
+    lm = speeds()
+    lengths = TaskLengths(100, 275)
+    assert estimate_latency(single(SMOL), lengths, lm, max_tokens=16) == pytest.approx(true_seconds(SMOL, 100, 16))
+    dead = Graph([Node("x", GEMMA), Node("out", SMOL)], [], "out")
+    assert estimate_latency(dead, lengths, lm) == pytest.approx(true_seconds(SMOL, 100, 275))
+
+
+def test_estimate_names_a_model_without_traces() -> None:
+    lm = LatencyModel({SMOL: speeds().speeds[SMOL]})
+    with pytest.raises(LatencyModelError, match=GEMMA):
+        estimate_latency(parallel(2, SMOL, output_model=GEMMA), TaskLengths(10, 10), lm)
+    with pytest.raises(ValueError):
+        estimate_latency(single(SMOL), TaskLengths(10, 10), lm, slots=0)
+
+
+def test_estimate_of_an_unseen_graph_matches_the_executor() -> None:
+    """Fit on traces of one shape, predict other shapes, then run them: the planned critical path
+    with observed lengths lands near the measured one, and the ordering of the shapes is right."""
+    task = ArithmeticTask(seed=3, size=12)
+    pool = load_pool("local")
+    ex = Executor(TimedBackend(task), pool, task, SamplingParams(max_tokens=64), concurrency=4)
+    items = task.items("search")[:8]
+    # each model seen both answering (short prompts) and synthesizing (long prompts)
+    train = [parallel(2, [SMOL, GEMMA], output_model=GEMMA), chain(2, GEMMA, output_model=SMOL)]
+    results = [(g, r) for g in train for r in asyncio.run(ex.run_items(g, items))]
+    lm = LatencyModel.from_traces(t for _, r in results for t in r.nodes)
+    for model, (o, pre, dec) in TRUTH.items():
+        assert lm.speeds[model].decode_tps == pytest.approx(dec, rel=1e-6)
+        assert lm.speeds[model].prefill_tps == pytest.approx(pre, rel=1e-6)
+    lengths = observed_lengths((g, r.nodes) for g, r in results)
+    assert lengths is not None and lengths.prompt > 0 and lengths.answer > 0
+
+    measured, estimated = {}, {}
+    for name, g in {"single": single(SMOL), "chain3": chain(3, SMOL, GEMMA),
+                    "wide": parallel_chains(3, 2, SMOL, GEMMA)}.items():
+        rs = asyncio.run(ex.run_items(g, items))
+        assert all(r.error is None for r in rs)
+        measured[name] = sum(r.critical_path for r in rs) / len(rs)
+        estimated[name] = estimate_latency(g, lengths, lm)
+        assert estimated[name] == pytest.approx(measured[name], rel=0.35), name
+    assert sorted(measured, key=measured.get) == sorted(estimated, key=estimated.get)
+
+
+@pytest.mark.integration
+def test_embedded_model_speed_predicts_a_chain() -> None:
+    """Real SmolLM2: fit from single calls, predict a 2-node chain before running it."""
+    from ttsgraph.llm.router import build_backend
+
+    task = ArithmeticTask(seed=11, size=10)
+    pool = load_pool("local")
+    backend = build_backend(pool, None)
+    params = SamplingParams(max_tokens=24)
+    ex = Executor(backend, pool, task, params, concurrency=1)
+    items = task.items("search")[:4]
+    started = time.perf_counter()
+    fit_runs = asyncio.run(ex.run_items(single(SMOL), items))
+    lm = LatencyModel.from_traces(t for r in fit_runs for t in r.nodes)
+    speed = lm.speed(SMOL)
+    assert 5 < speed.decode_tps < 2000, speed
+    lengths = observed_lengths((single(SMOL), r.nodes) for r in fit_runs)
+    assert lengths is not None
+    g = chain(2, SMOL)
+    planned = estimate_latency(g, lengths, lm)
+    runs = asyncio.run(ex.run_items(g, items[:2]))
+    ok = [r for r in runs if r.error is None]
+    assert ok, [r.error for r in runs]
+    measured = sum(r.critical_path for r in ok) / len(ok)
+    assert planned == pytest.approx(measured, rel=0.6), (planned, measured)
+    assert time.perf_counter() - started < 120
