@@ -8,6 +8,7 @@ difference with a Student-t interval (pairing removes the per-item difficulty no
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -72,14 +73,15 @@ def _t_cdf(t: float, df: int) -> float:
     return 0.5 + area if t > 0 else 0.5 - area
 
 
+@functools.lru_cache(maxsize=256)
 def t_quantile(p: float, df: int) -> float:
-    """Inverse Student-t CDF (bisection on `_t_cdf`)."""
+    """Inverse Student-t CDF (bisection on `_t_cdf`; cached, callers ask for few distinct values)."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
     if not 0 < p < 1:
         raise ValueError(f"probability must be in (0, 1), got {p}")
     lo, hi = -1e3, 1e3
-    for _ in range(100):
+    for _ in range(60):
         mid = (lo + hi) / 2
         if _t_cdf(mid, df) < p:
             lo = mid
