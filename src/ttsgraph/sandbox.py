@@ -161,6 +161,8 @@ def _bwrap_command(workdir: str, python: str) -> list[str]:
         "--proc", "/proc",
         "--dev", "/dev",
         "--bind", workdir, "/tmp",
+        "--remount-ro", "/",  # the root itself (a tmpfs holding the mount points) becomes read-only
+        "--remount-ro", "/dev",
         "--chdir", "/tmp",
         python, "-I", "-S", "-B", "/tmp/main.py",
     ]

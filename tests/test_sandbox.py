@@ -1,0 +1,212 @@
+"""The sandbox must contain hostile code: no network, no writes outside its temp dir, no survivors
+past the time limit, a bounded number of processes; and HumanEval's reference solutions must pass."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from ttsgraph import sandbox
+from ttsgraph.errors import SandboxError
+from ttsgraph.sandbox import SandboxLimits, run_python
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+pytestmark = [pytest.mark.sandbox, needs_bwrap]
+
+
+def _processes_with(marker: str) -> list[int]:
+    """PIDs whose command line contains `marker` (how we find what a sandboxed run left behind)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def test_bubblewrap_is_usable_here():
+    assert sandbox.available_sandbox() == "bwrap"
+
+
+def test_ordinary_code_runs_and_reports_failures():
+    ok = run_python("print(sum(range(10)))")
+    assert ok.ok and ok.stdout.strip() == "45" and ok.sandbox == "bwrap"
+    bad = run_python("assert 1 == 2, 'boom'")
+    assert not bad.ok and bad.returncode != 0 and "boom" in bad.stderr
+
+
+def test_no_network_not_even_the_hosts_loopback():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    code = textwrap.dedent(
+        f"""
+        import socket
+        results = []
+        for host in ("127.0.0.1", "1.1.1.1", "pypi.org"):
+            try:
+                socket.create_connection((host, {port} if host == "127.0.0.1" else 443), timeout=2)
+                results.append(host + ":connected")
+            except OSError as e:
+                results.append(host + ":blocked")
+        print(" ".join(results))
+        """
+    )
+    result = run_python(code)
+    server.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        server.accept()  # the host's listener never saw a connection
+    server.close()
+    assert result.ok, result.stderr
+    assert result.stdout.split() == ["127.0.0.1:blocked", "1.1.1.1:blocked", "pypi.org:blocked"]
+
+
+def test_cannot_write_outside_its_temp_dir(tmp_path):
+    target = tmp_path / "escape.txt"
+    code = textwrap.dedent(
+        f"""
+        import os
+        outcomes = {{}}
+        for path in ["/usr/escape.txt", "/escape.txt", "/etc/escape.txt", "/dev/escape.txt", {str(target)!r}, "/proc/sys/kernel/hostname"]:
+            try:
+                with open(path, "w") as f:
+                    f.write("x")
+                outcomes[path] = "written"
+            except OSError as e:
+                outcomes[path] = type(e).__name__
+        with open("/tmp/inside.txt", "w") as f:
+            f.write("fine")
+        outcomes["inside"] = open("/tmp/inside.txt").read()
+        outcomes["etc_visible"] = os.path.exists("/etc/passwd")
+        outcomes["home_visible"] = os.path.exists(os.path.expanduser("~root"))
+        print(outcomes)
+        """
+    )
+    result = run_python(code)
+    assert result.ok, result.stderr
+    outcomes = eval(result.stdout)  # noqa: S307 - the dict printed by our own program above
+    assert "written" not in outcomes.values()
+    assert outcomes["inside"] == "fine"
+    assert outcomes["etc_visible"] is False  # host configuration is not even visible
+    assert not target.exists()
+    assert not os.path.exists("/usr/escape.txt") and not os.path.exists("/escape.txt")
+
+
+def test_infinite_loop_is_killed_at_the_time_limit():
+    start = time.monotonic()
+    result = run_python("while True:\n    pass\n", SandboxLimits(wall_seconds=1.5))
+    elapsed = time.monotonic() - start
+    assert result.timed_out and not result.ok and result.returncode is None
+    assert 1.4 <= elapsed < 6
+
+
+def test_sleeping_and_daemonized_children_do_not_survive():
+    marker = f"ttsgraph-test-{uuid.uuid4().hex}"
+    code = textwrap.dedent(
+        f"""
+        import os, subprocess, sys, time
+        # a plain child, a child in its own session (daemon style), both sleeping for a minute
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)  # {marker}"])
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)  # {marker}"], start_new_session=True)
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(60)  # {marker}"])
+            os._exit(0)
+        time.sleep(0.5)
+        print("parent exits")
+        """
+    )
+    result = run_python(code, SandboxLimits(wall_seconds=5))
+    assert result.ok and "parent exits" in result.stdout, result.stderr
+    time.sleep(0.3)
+    assert _processes_with(marker) == []
+    # and the same when the parent itself hangs and is killed at the limit
+    hang = code.replace('print("parent exits")', "time.sleep(60)")
+    result = run_python(hang, SandboxLimits(wall_seconds=2))
+    assert result.timed_out
+    time.sleep(0.3)
+    assert _processes_with(marker) == []
+
+
+def test_fork_bomb_hits_the_process_limit_and_is_cleaned_up():
+    marker = f"ttsgraph-bomb-{uuid.uuid4().hex}"
+    code = textwrap.dedent(
+        f"""
+        import os, time
+        MARK = "{marker}"
+        made = 0
+        try:
+            while True:
+                if os.fork() == 0:
+                    os.execvp("python3", ["python3", "-c", "import time; time.sleep(60)  # " + MARK])
+                made += 1
+        except OSError as e:
+            print("limited after", made, flush=True)
+        time.sleep(60)
+        """
+    )
+    start = time.monotonic()
+    result = run_python(code, SandboxLimits(wall_seconds=3, max_processes=16))
+    assert result.timed_out and time.monotonic() - start < 10
+    assert "limited after" in result.stdout
+    made = int(result.stdout.split("limited after")[1].split()[0])
+    assert made <= 16
+    time.sleep(0.3)
+    assert _processes_with(marker) == []
+
+
+def test_memory_limit():
+    result = run_python("x = bytearray(3 * 1024 ** 3)\nprint('allocated')", SandboxLimits(memory_mb=256))
+    assert not result.ok and "allocated" not in result.stdout and "MemoryError" in result.stderr
+
+
+def test_refuses_to_run_without_a_sandbox_unless_told(monkeypatch):
+    monkeypatch.setattr(sandbox, "available_sandbox", lambda: None)
+    with pytest.raises(SandboxError, match="unsafe-exec"):
+        run_python("print('hi')")
+    result = run_python("print('hi')", unsafe_exec=True)
+    assert result.ok and result.stdout.strip() == "hi" and result.sandbox == "unsafe"
+    looping = run_python("while True: pass", SandboxLimits(wall_seconds=1), unsafe_exec=True)
+    assert looping.timed_out  # the time limit still applies
+
+
+def test_humaneval_canonical_solutions_all_pass_and_shuffled_ones_fail():
+    from ttsgraph.tasks import load_task
+
+    task = load_task("humaneval")
+    items = task.items("search") + task.items("test")
+    assert len(items) == 164
+    workers = max(2, os.cpu_count() or 2)
+    grades = task.grade_many([(i, task.gold_text(i)) for i in items], workers=workers)
+    failed = [(i.id, g.detail) for i, g in zip(items, grades) if not g.correct]
+    assert not failed, failed[:3]
+    rotated = items[1:] + items[:1]
+    sample = list(zip(items, rotated))[:40]
+    wrong = task.grade_many([(i, task.gold_text(j)) for i, j in sample], workers=workers)
+    assert sum(g.correct for g in wrong) <= 2
+
+
+def test_humaneval_grades_partial_and_completion_style_replies():
+    from ttsgraph.tasks import load_task
+
+    task = load_task("humaneval")
+    item = next(i for i in task.items("search") + task.items("test") if i.id == "humaneval/0")
+    body_only = item.answer  # a completion model continuing the prompt: only the body
+    assert task.grade(item, body_only).correct
+    wrong = "```python\ndef has_close_elements(numbers, threshold):\n    return True\n```"
+    grade = task.grade(item, wrong)
+    assert not grade.correct and "exit" in grade.detail
+    assert task.grade(item, "I am not able to write code.").extracted is None
