@@ -1,0 +1,185 @@
+"""The contract every optimizer must pass, Optuna-style: one parametrized module, every optimizer.
+
+A new optimizer joins `OPTIMIZER_NAMES` (and, if it talks to an agent, gets its options from
+`optimizer_options`) and is then checked for what the study, the store and `ttsgraph bench` rely
+on: proposals validate and fit the budget; one ask never spends more than one batch of items, so
+a study of K iterations never exceeds K × batch evaluations; the same seed gives the same
+proposals; the state survives a JSON round trip and a resumed optimizer continues exactly as the
+uninterrupted one. Scores come from a deterministic synthetic objective (no model involved), and
+agent-driven optimizers talk to a scripted agent (`ttsgraph.llm.fake`), so the checks are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from typing import Any
+
+import pytest
+
+from ttsgraph.cost import PAPER_LENGTHS, Budget, TaskLengths
+from ttsgraph.graph import Graph
+from ttsgraph.llm.base import Message
+from ttsgraph.llm.fake import ScriptedBackend
+from ttsgraph.models import load_pool
+from ttsgraph.search.base import Evaluation, Optimizer, Proposal, get_optimizer
+from ttsgraph.search.space import SearchSpace
+
+OPTIMIZER_NAMES = ["random", "tpe", "reinforce", "textgrad", "hybrid", "agent-reinforce"]
+AGENT_OPTIMIZERS = {"textgrad", "hybrid", "agent-reinforce"}
+ITERATIONS, BATCH = 6, 3
+
+
+# ---- spaces --------------------------------------------------------------------------------
+
+def paper_space(output_searched: bool = False) -> SearchSpace:
+    """The paper's pool on MATH lengths at b = 6: mixes of 1B and 3B models, several shapes."""
+    pool = load_pool("paper")
+    lengths = PAPER_LENGTHS["math"]
+    kw: dict[str, Any] = {"output_model": None} if output_searched else {}
+    return SearchSpace(pool, lengths, Budget.from_nodes(6, pool, lengths), **kw)
+
+
+def local_space() -> SearchSpace:
+    """The embedded pool on arithmetic-like lengths, with a budget given in units."""
+    pool = load_pool("local")
+    return SearchSpace(pool, TaskLengths(12.0, 10.0), Budget(9.0))
+
+
+SPACES = {"paper-b6": lambda: paper_space(), "paper-b6-searched-output": lambda: paper_space(True),
+          "local-9u": local_space}
+
+
+# ---- a scripted agent that always replies with a usable answer -------------------------------
+
+def echo_agent(model: str, messages: list[Message], sample: int) -> str:
+    """Picks the first options at initialization; at an update, returns the graph it was shown
+    (the JSON form in the prompt) with every edge of the table at 0.5 and one extra edge to the
+    output when possible. Deterministic, so proposals depend only on the optimizer's seed."""
+    text = messages[-1]["content"]
+    if '"picks"' in text:
+        n = len(re.findall(r"^\d+: ", text, flags=re.M))
+        k = 1 if "Pick one option" in text else 2
+        return json.dumps({"picks": list(range(min(k, max(n, 1))))})
+    shown = text.rsplit("The last graph in this form:", 1)
+    graph = json.loads(shown[1].strip().split("\n", 1)[0]) if len(shown) == 2 else {}
+    edges = re.findall(r"src=([\w.-]+), dst=([\w.-]+)", text)
+    return json.dumps({"graph": graph, "edge_probabilities": {f"{u}->{v}": 0.5 for u, v in edges}})
+
+
+def optimizer_options(name: str) -> dict[str, Any]:
+    """Extra constructor options per optimizer (the agent client for LLM-driven ones)."""
+    if name not in AGENT_OPTIMIZERS:
+        return {}
+    from ttsgraph.search.agent import AgentClient
+
+    return {"agent": AgentClient(ScriptedBackend(echo_agent), "agent-model")}
+
+
+def make(name: str, space: SearchSpace, seed: int = 0) -> Optimizer:
+    cls = get_optimizer(name)
+    return cls(space, seed=seed, iterations=ITERATIONS, batch=BATCH, task="arithmetic", **optimizer_options(name))
+
+
+# ---- a deterministic synthetic objective --------------------------------------------------------
+
+def synthetic_eval(trial: int, p: Proposal, space: SearchSpace) -> Evaluation:
+    """A score that depends only on the graph: more edges and a bigger output in-degree score
+    higher, with a hash-based perturbation, so optimizers get a signal and runs are exact."""
+    g = p.graph
+    h = int(hashlib.sha256(g.canonical_form().encode()).hexdigest()[:6], 16) / 0xFFFFFF
+    raw = min(1.0, 0.15 * g.in_degree(g.output) + 0.05 * len(g.edges) + 0.2 * h)
+    correct = round(raw * p.n_items)
+    ids = [f"item{trial}-{k}" for k in range(p.n_items)]
+    return Evaluation(trial=trial, graph=g, accuracy=correct / p.n_items, utility=correct / p.n_items,
+                      correct=correct, scored=p.n_items, errors=0, item_ids=ids,
+                      planned_units=space.units(g), measured_units=space.units(g), latency=1.0,
+                      feedback=[{"id": i, "correct": k < correct, "extracted": "1", "error": None}
+                                for k, i in enumerate(ids)])
+
+
+def drive(opt: Optimizer, space: SearchSpace, asks: int, trial0: int = 0) -> list[list[Proposal]]:
+    """Ask/tell `asks` times against the synthetic objective; the proposals of each ask."""
+    out = []
+    trial = trial0
+    for _ in range(asks):
+        proposals = asyncio.run(opt.ask())
+        evals = []
+        for p in proposals:
+            evals.append(synthetic_eval(trial, p, space))
+            trial += 1
+        opt.tell(evals)
+        out.append(proposals)
+    return out
+
+
+def signature(rounds: list[list[Proposal]]) -> list[list[tuple[str, int]]]:
+    return [[(json.dumps(p.graph.to_dict(), sort_keys=True), p.n_items) for p in r] for r in rounds]
+
+
+# ---- the contract ---------------------------------------------------------------------------------
+
+@pytest.fixture(params=OPTIMIZER_NAMES)
+def name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.parametrize("space_name", sorted(SPACES))
+def test_every_proposal_validates_and_fits_the_budget(name: str, space_name: str) -> None:
+    space = SPACES[space_name]()
+    rounds = drive(make(name, space, seed=3), space, ITERATIONS)
+    assert rounds and all(rounds)
+    for proposals in rounds:
+        for p in proposals:
+            assert isinstance(p.graph, Graph)
+            space.check(p.graph)  # validates, output model rule, within budget
+            assert p.graph.pruned()[1] == [], "proposals must not carry dead nodes"
+            assert p.n_items >= 1
+            json.dumps(p.meta)  # stored with the trial
+
+
+def test_one_ask_never_spends_more_than_a_batch(name: str) -> None:
+    space = paper_space()
+    rounds = drive(make(name, space, seed=5), space, ITERATIONS)
+    per_ask = [sum(p.n_items for p in r) for r in rounds]
+    assert all(1 <= n <= BATCH for n in per_ask), per_ask
+    assert sum(per_ask) <= ITERATIONS * BATCH
+
+
+def test_same_seed_same_proposals(name: str) -> None:
+    space = paper_space()
+    a = signature(drive(make(name, space, seed=11), space, ITERATIONS))
+    b = signature(drive(make(name, space, seed=11), space, ITERATIONS))
+    assert a == b
+
+
+def test_different_seeds_explore_differently(name: str) -> None:
+    space = paper_space()
+    runs = {json.dumps(signature(drive(make(name, space, seed=s), space, ITERATIONS))) for s in range(4)}
+    assert len(runs) > 1, "four seeds produced identical searches: the seed is not used"
+
+
+@pytest.mark.parametrize("split", [1, 3])
+def test_state_round_trips_and_resume_continues_identically(name: str, split: int) -> None:
+    space = paper_space()
+    whole = signature(drive(make(name, space, seed=7), space, ITERATIONS))
+
+    first = make(name, space, seed=7)
+    head = drive(first, space, split)
+    state = json.loads(json.dumps(first.state_dict()))  # must be JSON-able
+    resumed = make(name, space, seed=7)
+    resumed.load_state_dict(state)
+    tail = drive(resumed, space, ITERATIONS - split, trial0=sum(len(r) for r in head))
+    assert signature(head) + signature(tail) == whole
+
+
+def test_agent_seconds_is_a_non_negative_number(name: str) -> None:
+    space = paper_space()
+    opt = make(name, space, seed=2)
+    drive(opt, space, 2)
+    seconds = opt.agent_seconds()
+    assert isinstance(seconds, float) and seconds >= 0.0
+    if name not in AGENT_OPTIMIZERS:
+        assert seconds == 0.0
