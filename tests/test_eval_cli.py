@@ -1,0 +1,173 @@
+"""`ttsgraph eval` end to end through its real HTTP path, against a stub OpenAI-compatible server
+that computes the arithmetic answers (fast, no model), plus its error handling. The same command on
+real models runs in test_llm_local.py / test_llm_server.py (integration)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PARALLEL = ROOT / "examples" / "parallel.json"
+
+
+def answer_of(prompt: str) -> str:
+    expr = re.findall(r"What is ([0-9+\-* ]+)\?", prompt)[-1]
+    return str(eval(expr, {"__builtins__": {}}))  # digits and + - * only, matched above
+
+
+class ArithmeticServer:
+    """Answers every chat/completions request with the right number; can fail on demand."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.fail_model: str | None = None
+        srv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                srv.calls += 1
+                if body["model"] == srv.fail_model:
+                    self._send(400, {"error": {"message": "context length exceeded"}})
+                    return
+                if self.path.endswith("/chat/completions"):
+                    text = f"Answer: {answer_of(body['messages'][-1]['content'])}"
+                    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                else:
+                    text = f" {answer_of(body['prompt'])}"
+                    choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+                self._send(200, {"id": "x", "object": "x", "created": 0, "model": body["model"], "choices": [choice],
+                                 "usage": {"prompt_tokens": 40, "completion_tokens": 5, "total_tokens": 45}})
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+
+@pytest.fixture
+def stub_models(tmp_path: Path) -> Iterator[tuple[ArithmeticServer, Path]]:
+    srv = ArithmeticServer()
+    toml = tmp_path / "models.toml"
+    toml.write_text(
+        f'[models."smollm2-135m"]\nbackend = "openai"\nbase_url = "{srv.base_url}"\n\n'
+        f'[models."gemma-3-270m"]\nbackend = "openai"\nbase_url = "{srv.base_url}"\n\n'
+        '[pool]\nmodels = ["smollm2-135m", "gemma-3-270m"]\n'
+    )
+    yield srv, toml
+    srv.server.shutdown()
+    srv.server.server_close()
+
+
+def ttsgraph(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TTSGRAPH_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-c", "from ttsgraph.cli import app; app()", *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+
+
+def test_eval_json_traces_and_cache_rerun(stub_models: tuple[ArithmeticServer, Path], tmp_path: Path) -> None:
+    srv, toml = stub_models
+    cache = tmp_path / "cache.sqlite"
+    args = [str(PARALLEL), "--task", "arithmetic", "--limit", "3", "--models", str(toml), "--cache", str(cache), "--json"]
+    first = ttsgraph("eval", *args, "--out", str(tmp_path / "run1"), home=tmp_path)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["items"] == 3 and report["accuracy"] == 1.0 and report["errors"] == 0
+    assert report["ci"][0] < 1.0 and report["ci"][1] == 1.0
+    assert report["backend_calls"] == 12 and report["cache_hits"] == 0 and srv.calls == 12
+    assert report["planned_units"] > 0 and report["measured_units"] > 0
+    for kind in ("wall", "critical_path", "sequential"):
+        assert report["latency"][kind]["p95"] >= report["latency"][kind]["p50"] > 0
+    lines = (tmp_path / "run1" / "traces.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    trace = json.loads(lines[0])
+    assert trace["correct"] and trace["extracted"] == trace["gold"]
+    assert {n["id"] for n in trace["nodes"]} == {"a1", "a2", "a3", "out"}
+    assert sorted(n["sample"] for n in trace["nodes"] if n["id"] in ("a1", "a3")) == [0, 1]
+    assert json.loads((tmp_path / "run1" / "summary.json").read_text())["items"] == 3
+
+    again = ttsgraph("eval", *args, home=tmp_path)
+    rerun = json.loads(again.stdout)
+    assert (rerun["backend_calls"], rerun["cache_hits"]) == (0, 12) and srv.calls == 12
+    assert rerun["accuracy"] == report["accuracy"]
+
+    uncached = ttsgraph("eval", *args, "--no-cache", home=tmp_path)
+    assert json.loads(uncached.stdout)["backend_calls"] == 12 and srv.calls == 24
+
+
+def test_failing_node_is_counted_as_error_not_wrong(stub_models: tuple[ArithmeticServer, Path], tmp_path: Path) -> None:
+    srv, toml = stub_models
+    srv.fail_model = "gemma-3-270m"
+    res = ttsgraph("eval", str(PARALLEL), "--task", "arithmetic", "--limit", "2", "--models", str(toml),
+                   "--no-cache", "--json", home=tmp_path)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["errors"] == 2 and report["wrong"] == 0 and report["accuracy"] == 0.0
+    (reason,) = report["error_reasons"]
+    assert "node a2 (gemma-3-270m)" in reason and "HTTP 400" in reason and "context length" in reason
+
+
+def test_human_output_has_the_summary(stub_models: tuple[ArithmeticServer, Path], tmp_path: Path) -> None:
+    _, toml = stub_models
+    res = ttsgraph("eval", str(PARALLEL), "--task", "arithmetic", "--limit", "2", "--models", str(toml),
+                   "--no-cache", home=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for needle in ("accuracy", "95% CI", "critical path", "cache hits"):
+        assert needle in res.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "arithmetic", "--models", "paper"], "not in pool"),
+        (["--task", "no-such-task"], "unknown task"),
+        (["--task", "arithmetic", "-o", "digits"], "KEY=VALUE"),
+        (["--task", "arithmetic", "-o", "colour=3"], "does not take"),
+    ],
+)
+def test_bad_input_exits_2_with_a_reason(args: list[str], message: str, tmp_path: Path) -> None:
+    res = ttsgraph("eval", str(PARALLEL), *args, home=tmp_path)
+    assert res.returncode == 2 and message in res.stderr and res.stdout == ""
+
+
+def test_bad_graph_file_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "g.json"
+    bad.write_text('{"nodes": [{"id": "a", "model": "smollm2-135m"}], "edges": [["a", "zz"]]}')
+    res = ttsgraph("eval", str(bad), "--task", "arithmetic", home=tmp_path)
+    assert res.returncode == 2 and "g.json" in res.stderr
+
+
+def test_missing_api_key_fails_before_any_call(stub_models: tuple[ArithmeticServer, Path], tmp_path: Path) -> None:
+    srv, _ = stub_models
+    toml = tmp_path / "keyed.toml"
+    toml.write_text(f'[models."smollm2-135m"]\nbackend = "openai"\nbase_url = "{srv.base_url}"\n'
+                    'api_key_env = "TTSGRAPH_NO_SUCH_KEY"\n')
+    single = ROOT / "examples" / "single.json"
+    res = ttsgraph("eval", str(single), "--task", "arithmetic", "--models", str(toml), "--limit", "1", home=tmp_path)
+    assert res.returncode == 2 and "TTSGRAPH_NO_SUCH_KEY" in res.stderr and srv.calls == 0
