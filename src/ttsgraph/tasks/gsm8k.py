@@ -35,7 +35,7 @@ class Gsm8kTask(Task):
         "'The answer is: N' where N is the final number."
     )
 
-    def __init__(self, lengths_from_data: bool = True) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self._records = {split: load_records(f"gsm8k_{split}.jsonl.gz") for split in ("train", "test")}
         test_items = self._make("test")

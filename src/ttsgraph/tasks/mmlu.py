@@ -9,7 +9,7 @@ from __future__ import annotations
 from ttsgraph.cost import PAPER_LENGTHS
 from ttsgraph.errors import TaskError
 from ttsgraph.tasks.answers import LETTERS, choice_letter
-from ttsgraph.tasks.base import Item, Task, seeded_split
+from ttsgraph.tasks.base import Grade, Item, Task, seeded_split
 from ttsgraph.tasks.datafiles import load_records
 
 
@@ -73,10 +73,8 @@ class MmluTask(Task):
     def extract(self, text: str) -> str | None:
         return choice_letter(text, n_choices=4)
 
-    def grade(self, item, text):  # type: ignore[override]
-        # Uses the item's choices so an answer quoting a choice's text can be recognized.
-        from ttsgraph.tasks.base import Grade
-
+    def grade(self, item: Item, text: str) -> Grade:
+        """Like Task.grade, but with the item's choices, so a reply quoting a choice's text counts."""
         letter = choice_letter(text or "", choices=item.meta.get("choices"))
         if letter is None:
             return Grade(False, None, "no choice letter found")
