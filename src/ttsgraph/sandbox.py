@@ -14,8 +14,10 @@ RLIMIT_NPROC does not bind root, so when ttsgraph runs as root the sandbox first
 unprivileged uid (a different one per concurrent run, so parallel runs do not share the quota).
 As a non-root user the quota is the user's current process count plus the sandbox's allowance.
 
-Without bubblewrap (`bwrap`) nothing is executed unless the caller opts in with `unsafe_exec=True`
-(CLI `--unsafe-exec`), which runs the code in a plain subprocess with the same rlimits and timeout.
+Without bubblewrap (`bwrap`), util-linux `unshare` builds the same namespaces and a small bootstrap
+remounts every mount read-only except the private directory (the host's files stay visible, read-only,
+subject to normal permissions). With neither, nothing is executed unless the caller opts in with
+`unsafe_exec=True` (CLI `--unsafe-exec`): a plain subprocess with the same rlimits and timeout.
 """
 
 from __future__ import annotations
@@ -73,6 +75,48 @@ for name, value in spec["limits"].items():
     resource.setrlimit(getattr(resource, name), (value, value))
 os.execvp(sys.argv[2], sys.argv[2:])
 """
+
+# Fallback without bubblewrap, run inside `unshare --user --map-root-user --mount ...`: bind the work
+# directory over /tmp, remount every other mount read-only (keeping the flags the kernel locks),
+# then exec the program. Refuses to run (exit 125) if some writable mount cannot be made read-only.
+_UNSHARE_BOOT = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+FLAGS = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048,
+         "relatime": 1 << 21, "strictatime": 1 << 24}
+MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
+PSEUDO = {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "securityfs", "debugfs", "tracefs",
+          "bpf", "pstore", "configfs", "fusectl", "binfmt_misc", "hugetlbfs", "autofs", "efivarfs"}
+work = sys.argv[1]
+def mount(src, dst, flags):
+    if libc.mount(src, dst.encode(), None, flags, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), dst)
+mount(work.encode(), "/tmp", MS_BIND)  # the private directory replaces the host's /tmp
+failed = []
+for line in open("/proc/self/mountinfo"):
+    left, _, right = line.partition(" - ")
+    fields, fstype = left.split(), right.split()[0]
+    point = fields[4].encode().decode("unicode_escape")
+    options = fields[5].split(",")
+    if point == "/tmp" or fstype in PSEUDO or "ro" in options:
+        continue
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+    for option in options:
+        flags |= FLAGS.get(option, 0)
+    try:
+        mount(None, point, flags)
+    except OSError as e:
+        failed.append(f"{point} ({e.strerror})")
+if failed:
+    sys.stderr.write("sandbox: cannot make read-only: " + ", ".join(failed) + "\n")
+    os._exit(125)
+os.chdir("/tmp")
+os.execv(sys.executable, [sys.executable, "-I", "-S", "-B", "/tmp/main.py"])
+"""
+
+_UNSHARE_ARGS = ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child",
+                 "--mount", "--mount-proc", "--ipc", "--uts"]
 
 _UID_BASE = 61000
 _UID_SPAN = 2000
@@ -189,19 +233,63 @@ def _bwrap_works(as_uid: int | None) -> bool:
     return probe.returncode == 0
 
 
+@lru_cache(maxsize=None)
+def _unshare_works(as_uid: int | None) -> bool:
+    """Probe once whether util-linux `unshare` can create user, net, pid and mount namespaces."""
+    if shutil.which("unshare") is None:
+        return False
+    try:
+        probe = subprocess.run(
+            [*_UNSHARE_ARGS, "true"],
+            capture_output=True,
+            timeout=20,
+            cwd="/",
+            user=as_uid,
+            group=as_uid,
+            extra_groups=[] if as_uid is not None else None,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return probe.returncode == 0
+
+
+def _probe_uid() -> int | None:
+    return _UID_BASE if os.geteuid() == 0 else None
+
+
 def available_sandbox() -> str | None:
-    """"bwrap" when bubblewrap works on this machine, else None."""
-    if os.geteuid() == 0:
-        return "bwrap" if _bwrap_works(_UID_BASE) or _bwrap_works(None) else None
-    return "bwrap" if _bwrap_works(None) else None
+    """"bwrap" when bubblewrap works here, else "unshare" when util-linux can build the same
+    namespaces, else None. As root, only sandboxes that work as an unprivileged uid qualify, because
+    the process limit does not bind root."""
+    uid = _probe_uid()
+    if _bwrap_works(uid):
+        return "bwrap"
+    if _unshare_works(uid):
+        return "unshare"
+    return None
 
 
-def run_python(code: str, limits: SandboxLimits = SandboxLimits(), *, unsafe_exec: bool = False) -> RunResult:
+def run_python(
+    code: str,
+    limits: SandboxLimits = SandboxLimits(),
+    *,
+    unsafe_exec: bool = False,
+    sandbox: str | None = None,
+) -> RunResult:
     """Run a Python program in the sandbox and report its exit status and output.
 
-    Raises SandboxError when no sandbox is available and `unsafe_exec` is False.
+    `sandbox` forces "bwrap" or "unshare" (tests use it to check both); by default the best
+    available one is used. Raises SandboxError when none is available and `unsafe_exec` is False.
     """
-    kind = available_sandbox()
+    if sandbox is not None:
+        if sandbox not in ("bwrap", "unshare"):
+            raise SandboxError(f"unknown sandbox {sandbox!r}; use 'bwrap' or 'unshare'")
+        works = _bwrap_works if sandbox == "bwrap" else _unshare_works
+        if not works(_probe_uid()):
+            raise SandboxError(f"the {sandbox} sandbox does not work on this machine")
+        kind: str | None = sandbox
+    else:
+        kind = available_sandbox()
     if kind is None and not unsafe_exec:
         raise SandboxError(
             "refusing to run model-written code: bubblewrap (bwrap) is not available or cannot create "
@@ -209,9 +297,7 @@ def run_python(code: str, limits: SandboxLimits = SandboxLimits(), *, unsafe_exe
             "(unsafe_exec=True) to run it unsandboxed with resource limits only."
         )
     root = os.geteuid() == 0
-    drop_uid = None
-    if root and (kind is None or _bwrap_works(_UID_BASE)):
-        drop_uid = _next_sandbox_uid()
+    drop_uid = _next_sandbox_uid() if root else None
     python = _sandbox_python(other_user=drop_uid is not None)
     with tempfile.TemporaryDirectory(prefix="ttsgraph-sbx-") as host_dir:
         workdir = os.path.join(host_dir, "work")
@@ -222,7 +308,7 @@ def run_python(code: str, limits: SandboxLimits = SandboxLimits(), *, unsafe_exe
             os.chown(workdir, drop_uid, drop_uid)
             os.chown(os.path.join(workdir, "main.py"), drop_uid, drop_uid)
         nproc = limits.max_processes
-        if drop_uid is None and not root:
+        if drop_uid is None:
             nproc += _user_task_count(os.getuid())
         rlimits = {
             "RLIMIT_AS": limits.memory_mb << 20,
@@ -231,14 +317,16 @@ def run_python(code: str, limits: SandboxLimits = SandboxLimits(), *, unsafe_exe
             "RLIMIT_NOFILE": 256,
             "RLIMIT_CPU": int(limits.wall_seconds) + 2,
         }
-        if drop_uid is not None or not root:
-            rlimits["RLIMIT_NPROC"] = nproc
+        rlimits["RLIMIT_NPROC"] = nproc
         if kind == "bwrap":
             target = _bwrap_command(workdir, python)
+        elif kind == "unshare":
+            target = [*_UNSHARE_ARGS, python, "-I", "-S", "-c", _UNSHARE_BOOT, workdir]
         else:
             target = [python, "-I", "-S", "-B", os.path.join(workdir, "main.py")]
         launcher = [python, "-I", "-S", "-c", _LAUNCHER, json.dumps({"limits": rlimits})] + target
         out_path, err_path = os.path.join(host_dir, "stdout"), os.path.join(host_dir, "stderr")
+        inner_tmp = "/tmp" if kind == "unshare" else workdir
         start = time.monotonic()
         timed_out = False
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
@@ -252,7 +340,7 @@ def run_python(code: str, limits: SandboxLimits = SandboxLimits(), *, unsafe_exe
                 user=drop_uid,
                 group=drop_uid,
                 extra_groups=[] if drop_uid is not None else None,
-                env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir},
+                env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": inner_tmp, "TMPDIR": inner_tmp},
             )
             try:
                 proc.wait(timeout=limits.wall_seconds)
