@@ -301,6 +301,24 @@ class RunStore:
         self._write("INSERT INTO optimizer_state(iteration, state_json, created) VALUES (?,?,?)",
                     (iteration, _json(state), time.time()))
 
+    def save_iteration(self, iteration: int, state: dict[str, Any], agent_entries: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
+        """The end of one iteration in one transaction: the agent exchanges it made (dicts with
+        kind, messages, reply, seconds, ok, error; other keys go to meta) and the optimizer state."""
+        try:
+            self._write("BEGIN IMMEDIATE")
+            for e in agent_entries:
+                meta = {k: v for k, v in e.items() if k not in ("kind", "messages", "reply", "seconds", "ok", "error",
+                                                                "iteration")}
+                self.log_agent(int(e.get("iteration", iteration)), str(e.get("kind", "agent")), e.get("messages", []),
+                               e.get("reply"), float(e.get("seconds") or 0.0), bool(e.get("ok", True)), e.get("error"),
+                               meta)
+            self.save_state(iteration, state)
+            self._write("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
     def load_state(self) -> tuple[int, dict[str, Any]] | None:
         """(iteration, state) of the latest saved state, or None before the first tell."""
         row = self.db.execute("SELECT iteration, state_json FROM optimizer_state ORDER BY id DESC LIMIT 1").fetchone()

@@ -1,0 +1,439 @@
+"""The study loop: any optimizer, one evaluation budget, every trial stored, resumable.
+
+ask → score each proposal on the next items of a seeded stream over the task's *search* split (the
+test split is never seen during search) → utility → tell → store the trial and the optimizer's
+state. Every optimizer gets the same evaluation budget (iterations × batch items): the last ask is
+trimmed so the total never exceeds it. A proposal over the FLOPs budget is repaired (the repair is
+recorded in the trial's meta), never scored −1.
+
+Resume: the store holds every scored trial and the optimizer's state after every tell. A resumed
+study reloads the state (RNG included), re-asks the iteration that was in flight, reuses the
+trials of that iteration already stored (so no evaluation is repeated or lost), and scores the
+rest. Re-asked agent calls and re-run nodes come from the response cache, so a resumed run ends
+exactly where the uninterrupted one would have.
+
+At the end the selected graph (`best`, `last` or from the `pareto` front) is written to
+`RUN/best_graph.json` and scored on the test split with a Wilson interval. Time is split into
+evaluation time (executor wall time) and agent time (`optimizer.agent_seconds()`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttsgraph.errors import TtsGraphError
+from ttsgraph.executor import EvalSummary, Executor, ItemResult, summarize
+from ttsgraph.graph import Graph
+from ttsgraph.graph_io import save_graph
+from ttsgraph.llm.base import Backend, SamplingParams
+from ttsgraph.models import ModelPool
+from ttsgraph.search.base import Evaluation, Optimizer, Proposal
+from ttsgraph.search.space import SearchSpace, fix_roles
+from ttsgraph.store import RunStore, TrialRecord
+
+OBJECTIVES = ("accuracy", "accuracy-latency")
+SELECTIONS = ("best", "last", "pareto")
+Progress = Callable[[dict[str, Any]], None]
+
+
+class ItemStream:
+    """A deterministic, endless walk over the search items: a seeded permutation, reshuffled with
+    a new seed (derived from the run seed and the pass number) each time it wraps around."""
+
+    def __init__(self, items: Sequence[Any], seed: int) -> None:
+        if not items:
+            raise TtsGraphError("the task's search split is empty: nothing to search on")
+        self.items = list(items)
+        self.seed = seed
+        self._orders: dict[int, list[int]] = {}
+
+    def _order(self, epoch: int) -> list[int]:
+        if epoch not in self._orders:
+            order = list(range(len(self.items)))
+            random.Random(f"ttsgraph-stream/{self.seed}/{epoch}").shuffle(order)
+            self._orders[epoch] = order
+        return self._orders[epoch]
+
+    def take(self, start: int, n: int) -> list[Any]:
+        """Items at stream positions start .. start+n-1."""
+        size = len(self.items)
+        return [self.items[self._order(p // size)[p % size]] for p in range(start, start + n)]
+
+
+@dataclass
+class StudyResult:
+    """What a finished study found and what it cost. `evaluations` counts graph×item runs (search
+    and racing), `backend_calls`/`cache_hits` the worker nodes' calls (agent calls not included)."""
+
+    best: Evaluation
+    best_trial: int
+    test: EvalSummary | None
+    evaluations: int
+    backend_calls: int
+    cache_hits: int
+    eval_seconds: float
+    agent_seconds: float
+    trials: int
+    run_dir: Path
+    search_accuracy: float = 0.0
+    search_items: int = 0
+    pareto: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        test = self.test
+        return {
+            "run_dir": str(self.run_dir),
+            "best_graph": self.best.graph.to_dict(),
+            "best_trial": self.best_trial,
+            "graph_hash": self.best.graph.canonical_hash(),
+            "search_accuracy": self.search_accuracy,
+            "search_items": self.search_items,
+            "test_accuracy": test.accuracy if test else None,
+            "test_ci": list(test.ci) if test else None,
+            "test_items": test.items if test else 0,
+            "test_errors": test.errors if test else 0,
+            "test_latency": test.latency["critical_path"]["mean"] if test else None,
+            "planned_units": self.best.planned_units,
+            "evaluations": self.evaluations,
+            "backend_calls": self.backend_calls,
+            "cache_hits": self.cache_hits,
+            "eval_seconds": self.eval_seconds,
+            "agent_seconds": self.agent_seconds,
+            "trials": self.trials,
+            "pareto": self.pareto,
+        }
+
+
+def _calls(results: Sequence[ItemResult]) -> tuple[int, int]:
+    nodes = [t for r in results for t in r.nodes]
+    return sum(1 for t in nodes if t.called and not t.cached), sum(1 for t in nodes if t.cached)
+
+
+def pareto_indices(points: Sequence[tuple[float, float, float]]) -> list[int]:
+    """Indices of the points not dominated under (accuracy ↑, units ↓, latency ↓)."""
+    keep = []
+    for i, (a, u, l) in enumerate(points):
+        dominated = any(
+            (b >= a and v <= u and m <= l) and (b > a or v < u or m < l)
+            for j, (b, v, m) in enumerate(points) if j != i
+        )
+        if not dominated:
+            keep.append(i)
+    return keep
+
+
+class Study:
+    """Drives `optimizer` against the executor; see the module docstring.
+
+    `params` are the worker nodes' sampling settings (default: the space's temperature);
+    `race` > 0 re-scores that many top candidates on `race_items` more search items each before
+    choosing (stored as trials of kind "race", counted in `evaluations`); `test_limit` caps the
+    test items (None: the whole test split, 0: no test).
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        task: Any,
+        pool: ModelPool,
+        space: SearchSpace,
+        optimizer: Optimizer,
+        backend: Backend,
+        *,
+        iterations: int,
+        batch: int,
+        seed: int = 0,
+        objective: str = "accuracy",
+        latency_weight: float = 0.0,
+        select: str = "best",
+        concurrency: int = 4,
+        params: SamplingParams | None = None,
+        race: int = 0,
+        race_items: int | None = None,
+        test_limit: int | None = None,
+    ) -> None:
+        if objective not in OBJECTIVES:
+            raise TtsGraphError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
+        if select not in SELECTIONS:
+            raise TtsGraphError(f"unknown selection {select!r}; use one of {', '.join(SELECTIONS)}")
+        if iterations < 1 or batch < 1:
+            raise TtsGraphError(f"iterations and batch must be >= 1, got {iterations} and {batch}")
+        if latency_weight < 0:
+            raise TtsGraphError(f"latency weight must be >= 0, got {latency_weight}")
+        self.store = store
+        self.task = task
+        self.pool = pool
+        self.space = space
+        self.optimizer = optimizer
+        self.backend = backend
+        self.iterations = iterations
+        self.batch = batch
+        self.seed = seed
+        self.objective = objective
+        self.latency_weight = latency_weight
+        self.select = select
+        self.race = race
+        self.race_items = race_items if race_items is not None else batch
+        self.test_limit = test_limit
+        self.params = params or SamplingParams(temperature=space.temperature)
+        self.executor = Executor(backend, pool, task, self.params, concurrency=concurrency)
+        self.stream = ItemStream(task.items("search"), seed)
+        self.budget_items = iterations * batch
+        self._latency_ref: float | None = None
+        self._progress: Progress | None = None
+        self._t0 = time.perf_counter()
+        self._calls = 0
+        self._hits = 0
+        self._eval_seconds = 0.0
+        self._best_acc: float | None = None
+
+    # ----- helpers -------------------------------------------------------------------------
+    def _emit(self, **event: Any) -> None:
+        if self._progress is not None:
+            event.setdefault("elapsed", time.perf_counter() - self._t0)
+            event.setdefault("backend_calls", self._calls)
+            event.setdefault("cache_hits", self._hits)
+            event.setdefault("budget_units", self.space.budget.units)
+            event.setdefault("budget_items", self.budget_items)
+            self._progress(event)
+
+    def _utility(self, accuracy: float, latency: float) -> float:
+        if self.objective == "accuracy":
+            return accuracy
+        ref = self._latency_ref if self._latency_ref else (latency or 1.0)
+        return accuracy - self.latency_weight * latency / (ref or 1.0)
+
+    def _admit(self, proposal: Proposal) -> tuple[Graph, dict[str, Any]]:
+        """The graph to score: roles fixed if needed, repaired to the budget (recorded)."""
+        graph = proposal.graph
+        graph.validate(models=set(self.pool.models))
+        meta: dict[str, Any] = {}
+        fixed = fix_roles(graph)
+        if fixed is not graph:
+            meta["roles_fixed"] = True
+        if not self.space.fits(fixed) or fixed.pruned()[1]:
+            before = self.space.units(fixed)
+            fixed, removed = self.space.repair(fixed)
+            if removed:
+                meta["repaired"] = {"removed": removed, "units_before": before, "units_after": self.space.units(fixed)}
+        if self.space.output_model is not None and fixed.node(fixed.output).model != self.space.output_model:
+            raise TtsGraphError(f"optimizer {self.optimizer.name!r} proposed output model "
+                                f"{fixed.node(fixed.output).model}, but the output is fixed to {self.space.output_model}")
+        return fixed, meta
+
+    def _evaluation(self, trial: int, graph: Graph, results: list[ItemResult], meta: dict[str, Any]) -> Evaluation:
+        scored = [r for r in results if r.error is None]
+        correct = sum(1 for r in scored if r.correct)
+        accuracy = correct / len(scored) if scored else 0.0
+        latency = sum(r.critical_path for r in scored) / len(scored) if scored else 0.0
+        if self._latency_ref is None and scored:
+            self._latency_ref = latency or None
+        summary = summarize(results, graph, self.pool, self.task) if results else None
+        measured = summary.measured_units if summary and summary.measured_units is not None else 0.0
+        return Evaluation(
+            trial=trial, graph=graph, accuracy=accuracy, utility=self._utility(accuracy, latency),
+            correct=correct, scored=len(scored), errors=len(results) - len(scored),
+            item_ids=[r.item_id for r in results], planned_units=self.space.units(graph),
+            measured_units=measured, latency=latency, meta=meta,
+            feedback=[{"id": r.item_id, "correct": r.correct, "extracted": r.extracted, "error": r.error}
+                      for r in results],
+        )
+
+    @staticmethod
+    def _from_record(t: TrialRecord) -> Evaluation:
+        meta = dict(t.meta)
+        feedback = meta.pop("feedback", [])
+        return Evaluation(trial=t.id, graph=t.graph, accuracy=t.accuracy, utility=t.utility, correct=t.correct,
+                          scored=t.scored, errors=t.errors, item_ids=t.item_ids, planned_units=t.planned_units,
+                          measured_units=t.measured_units or 0.0, latency=t.latency_mean or 0.0, meta=meta,
+                          feedback=feedback)
+
+    async def _score(self, graph: Graph, items: list[Any], label: str) -> tuple[list[ItemResult], float]:
+        done = 0
+
+        def on_result(r: ItemResult) -> None:
+            nonlocal done
+            done += 1
+            calls, hits = _calls([r])
+            self._calls += calls
+            self._hits += hits
+            self._emit(kind="item", label=label, done=done, total=len(items), correct=r.correct, error=r.error)
+
+        started = time.perf_counter()
+        results = await self.executor.run_items(graph, items, on_result=on_result)
+        return results, time.perf_counter() - started
+
+    def _drain_agent(self, iteration: int) -> list[dict[str, Any]]:
+        drain = getattr(self.optimizer, "drain_agent_log", None)
+        if drain is None:
+            agent = getattr(self.optimizer, "agent", None)
+            drain = getattr(agent, "drain", None)
+        if drain is None:
+            return []
+        out = []
+        for ex in drain():
+            d = ex.to_dict() if hasattr(ex, "to_dict") else dict(ex)
+            out.append(d)
+        return out
+
+    # ----- the loop ------------------------------------------------------------------------
+    async def run(self, progress: Progress | None = None) -> StudyResult:
+        self._progress = progress
+        self._t0 = time.perf_counter()
+        name = self.optimizer.name
+        stored = self.store.trials("search")
+        for t in stored:  # counters of what a previous process already did
+            self._eval_seconds += t.eval_seconds
+            self._calls += int(t.meta.get("study", {}).get("backend_calls", 0))
+            self._hits += int(t.meta.get("study", {}).get("cache_hits", 0))
+        if stored and stored[0].latency_mean:
+            self._latency_ref = stored[0].latency_mean
+        saved = self.store.load_state()
+        iteration = 0
+        if saved is not None:
+            self.optimizer.load_state_dict(saved[1])
+            iteration = saved[0] + 1
+        done_before = [t for t in stored if t.iteration < iteration]
+        in_flight = {t.position: t for t in stored if t.iteration == iteration}
+        cursor = sum(len(t.item_ids) for t in done_before)
+        if done_before:
+            accs = [t.accuracy for t in done_before if t.scored]
+            self._best_acc = max(accs) if accs else None
+            self._emit(kind="resume", iteration=iteration, trials=len(done_before), items_used=cursor)
+        while cursor < self.budget_items:
+            self._emit(kind="ask", iteration=iteration, items_used=cursor)
+            proposals = await self.optimizer.ask()
+            if not proposals:
+                break
+            evaluations: list[Evaluation] = []
+            for position, proposal in enumerate(proposals):
+                n = min(int(proposal.n_items), self.budget_items - cursor)
+                if n <= 0:
+                    break
+                record = in_flight.get(position)
+                if record is not None and len(record.item_ids) == n:
+                    evaluation = self._from_record(record)  # scored before the interruption
+                else:
+                    graph, meta = self._admit(proposal)
+                    items = self.stream.take(cursor, n)
+                    results, seconds = await self._score(graph, items, f"iteration {iteration + 1}")
+                    calls, hits = _calls(results)
+                    meta = {**proposal.meta, **meta, "study": {"backend_calls": calls, "cache_hits": hits}}
+                    evaluation = self._evaluation(0, graph, results, meta)
+                    evaluation.trial = self.store.add_trial(evaluation, iteration=iteration, optimizer=name,
+                                                            seed=self.seed, results=results, position=position,
+                                                            eval_seconds=seconds)
+                    self._eval_seconds += seconds
+                cursor += n
+                evaluations.append(evaluation)
+                if evaluation.scored:
+                    self._best_acc = max(self._best_acc or 0.0, evaluation.accuracy)
+                self._emit(kind="trial", iteration=iteration, position=position, accuracy=evaluation.accuracy,
+                           utility=evaluation.utility, best_accuracy=self._best_acc,
+                           planned_units=evaluation.planned_units, errors=evaluation.errors, items_used=cursor,
+                           graph_hash=evaluation.graph.canonical_hash(), nodes=len(evaluation.graph.nodes),
+                           repaired=bool(evaluation.meta.get("repaired")))
+            in_flight = {}
+            self.optimizer.tell(evaluations)
+            self.store.save_iteration(iteration, self.optimizer.state_dict(), self._drain_agent(iteration))
+            iteration += 1
+        return await self._finish()
+
+    # ----- selection and the final test ------------------------------------------------------
+    def _candidates(self, trials: list[TrialRecord]) -> list[dict[str, Any]]:
+        """Trials grouped by graph: pooled accuracy over every item each graph was scored on."""
+        groups: dict[str, dict[str, Any]] = {}
+        for t in trials:
+            g = groups.setdefault(t.graph_hash, {"hash": t.graph_hash, "trial": t.id, "graph": t.graph,
+                                                 "correct": 0, "scored": 0, "lat_sum": 0.0, "units": t.planned_units,
+                                                 "first": t.id})
+            g["correct"] += t.correct
+            g["scored"] += t.scored
+            g["lat_sum"] += (t.latency_mean or 0.0) * t.scored
+        for g in groups.values():
+            g["accuracy"] = g["correct"] / g["scored"] if g["scored"] else 0.0
+            g["latency"] = g["lat_sum"] / g["scored"] if g["scored"] else 0.0
+        return [g for g in groups.values() if g["scored"]] or list(groups.values())
+
+    def _rank(self, c: dict[str, Any]) -> tuple[float, float, int]:
+        score = c["accuracy"] if self.objective == "accuracy" else self._utility(c["accuracy"], c["latency"])
+        return (-score, c["units"], c["first"])
+
+    async def _race(self, cands: list[dict[str, Any]]) -> None:
+        """Re-score the top `race` candidates on fresh search items (stored as kind "race")."""
+        done = {(t.iteration, t.position) for t in self.store.trials("race")}
+        cursor = sum(len(t.item_ids) for t in self.store.trials())
+        top = sorted(cands, key=self._rank)[: self.race]
+        for k, c in enumerate(top):
+            if (0, k) in done:
+                continue
+            items = self.stream.take(cursor, self.race_items)
+            results, seconds = await self._score(c["graph"], items, f"racing {k + 1}/{len(top)}")
+            calls, hits = _calls(results)
+            ev = self._evaluation(0, c["graph"], results, {"race_of": c["trial"],
+                                                           "study": {"backend_calls": calls, "cache_hits": hits}})
+            self.store.add_trial(ev, iteration=0, optimizer=self.optimizer.name, seed=self.seed, results=results,
+                                 position=k, kind="race", eval_seconds=seconds)
+            self._eval_seconds += seconds
+            cursor += len(items)
+
+    async def _finish(self) -> StudyResult:
+        search = self.store.trials("search")
+        if not search:
+            raise TtsGraphError("the study scored no trial: nothing to select")
+        pareto: list[int] = []
+        if self.select == "last":
+            last = search[-1]
+            chosen = {"trial": last.id, "graph": last.graph, "accuracy": last.accuracy, "scored": last.scored}
+        else:
+            if self.race > 0:
+                await self._race(self._candidates(search))
+            cands = self._candidates(self.store.trials())
+            if self.select == "pareto":
+                front = pareto_indices([(c["accuracy"], c["units"], c["latency"]) for c in cands])
+                pareto = sorted(cands[i]["trial"] for i in front)
+                cands = [cands[i] for i in front]
+            chosen = min(cands, key=self._rank)
+        record = self.store.trial(chosen["trial"])
+        best = self._from_record(record)
+        best.accuracy = chosen["accuracy"]
+        run_dir = self.store.path
+        save_graph(chosen["graph"], run_dir / "best_graph.json",
+                   extra={"search_accuracy": chosen["accuracy"], "trial": chosen["trial"],
+                          "optimizer": self.optimizer.name, "task": self.task.name,
+                          "budget_units": self.space.budget.units})
+        test = await self._test(chosen["graph"])
+        all_trials = self.store.trials()
+        self._emit(kind="done", best_accuracy=chosen["accuracy"], test_accuracy=test.accuracy if test else None)
+        return StudyResult(
+            best=best, best_trial=chosen["trial"], test=test,
+            evaluations=sum(len(t.item_ids) for t in all_trials),
+            backend_calls=self._calls, cache_hits=self._hits, eval_seconds=self._eval_seconds,
+            agent_seconds=float(self.optimizer.agent_seconds()), trials=len(search), run_dir=run_dir,
+            search_accuracy=chosen["accuracy"], search_items=int(chosen["scored"]), pareto=pareto,
+        )
+
+    async def _test(self, graph: Graph) -> EvalSummary | None:
+        if self.test_limit == 0:
+            return None
+        items = self.task.items("test")
+        if self.test_limit is not None:
+            items = items[: self.test_limit]
+        if not items:
+            return None
+        results, seconds = await self._score(graph, items, "test")
+        calls, hits = _calls(results)
+        summary = summarize(results, graph, self.pool, self.task)
+        self.store.set_test_result(graph.canonical_hash(), "test",
+                                   {**summary.to_dict(), "limit": self.test_limit, "seconds": seconds})
+        self._emit(kind="test", accuracy=summary.accuracy, ci=list(summary.ci), seconds=seconds,
+                   test_calls=calls, test_hits=hits)
+        return summary
+
+
+__all__ = ["Study", "StudyResult", "ItemStream", "pareto_indices", "OBJECTIVES", "SELECTIONS"]
