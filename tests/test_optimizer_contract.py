@@ -200,3 +200,61 @@ def test_agent_seconds_is_a_non_negative_number(name: str) -> None:
     assert isinstance(seconds, float) and seconds >= 0.0
     if name not in AGENT_OPTIMIZERS:
         assert seconds == 0.0
+
+
+# ---- inside a real study: the evaluation budget and crash/resume ---------------------------------
+
+class Crash(Exception):
+    """Raised from the progress callback to simulate a process dying mid-study."""
+
+
+def _study(name: str, run_dir: Any, resume: bool = False, crash_at: tuple[int, int] | None = None) -> Any:
+    from ttsgraph.store import RunStore
+    from ttsgraph.study import Study
+    from ttsgraph.tasks.arithmetic import ArithmeticTask
+
+    task = ArithmeticTask(seed=2, size=30)
+    pool = load_pool("local")
+    space = SearchSpace(pool, task.lengths, Budget(9.0))
+    answers = {i.question: i.answer for s in ("search", "test") for i in task.items(s)}
+
+    def worker(model: str, messages: list[Message], sample: int) -> str:
+        from ttsgraph.search import agent_prompts as P
+
+        if messages[0]["content"] == P.SYSTEM:
+            return echo_agent(model, messages, sample)
+        text = messages[-1]["content"]
+        q = next(q for q in answers if q in text)
+        ok = (len(text) + sample) % 3 != 0  # depends on the prompt: graphs differ in accuracy
+        return f"Answer: {int(answers[q]) + (0 if ok else 1)}"
+
+    backend = ScriptedBackend(worker)
+    store = RunStore.open(run_dir) if resume else RunStore.create(run_dir)
+    opt = get_optimizer(name)(space, seed=4, iterations=ITERATIONS, batch=BATCH,
+                              **optimizer_options(name, space) | ({"backend": backend} if name in AGENT_OPTIMIZERS else {}))
+
+    def progress(event: dict[str, Any]) -> None:
+        if crash_at is not None and event.get("kind") == "trial" and (event["iteration"], event["position"]) == crash_at:
+            raise Crash()
+
+    with store:
+        study = Study(store, task, pool, space, opt, backend, iterations=ITERATIONS, batch=BATCH, seed=4, test_limit=0)
+        result = asyncio.run(study.run(progress=progress))
+        trials = [(t.iteration, t.position, t.graph_hash, tuple(t.item_ids), t.correct) for t in store.trials("search")]
+    return result, trials
+
+
+def test_a_study_never_exceeds_the_evaluation_budget(name: str, tmp_path: Any) -> None:
+    result, trials = _study(name, tmp_path / "run")
+    used = sum(len(t[3]) for t in trials)
+    assert used == result.evaluations == ITERATIONS * BATCH
+    item_ids = [i for t in trials for i in t[3]]
+    assert len(item_ids) == len(set(item_ids)), "a search item was scored twice within one budget"
+
+
+def test_a_crashed_study_resumes_to_the_same_trials(name: str, tmp_path: Any) -> None:
+    _, whole = _study(name, tmp_path / "whole")
+    with pytest.raises(Crash):
+        _study(name, tmp_path / "crashed", crash_at=(2, 0))
+    _, resumed = _study(name, tmp_path / "crashed", resume=True)
+    assert resumed == whole

@@ -1,0 +1,228 @@
+"""What each baseline optimizer does beyond the shared contract: REINFORCE learns and its
+moving-average baseline cancels a constant reward, the realize step, TPE exploits, random search
+covers the mixes, TextGrad's stripped prompt and 0.5 table, the hybrid's LLM rewrite and its
+fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ttsgraph.errors import AgentReplyError, TtsGraphError
+from ttsgraph.graph import Graph
+from ttsgraph.llm.base import Message
+from ttsgraph.llm.fake import ScriptedBackend
+from ttsgraph.search import agent_prompts as P
+from ttsgraph.search.base import Evaluation, Proposal, get_optimizer
+from ttsgraph.search.hybrid import parse_rewrite
+from ttsgraph.search.reinforce import Reinforce, flat_params, realize
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_optimizer_contract import echo_agent, paper_space  # noqa: E402
+
+
+def score(trial: int, p: Proposal, utility: float) -> Evaluation:
+    space = paper_space()
+    n = p.n_items
+    k = round(utility * n)
+    return Evaluation(trial, p.graph, k / n, utility, k, n, 0, [f"i{trial}-{j}" for j in range(n)],
+                      space.units(p.graph), 0.0, 1.0)
+
+
+def run(opt: Any, objective: Any, asks: int) -> list[list[Proposal]]:
+    out, trial = [], 0
+    for _ in range(asks):
+        props = asyncio.run(opt.ask())
+        evals = []
+        for p in props:
+            evals.append(score(trial, p, objective(p.graph)))
+            trial += 1
+        opt.tell(evals)
+        out.append(props)
+    return out
+
+
+def out_degree(g: Graph) -> int:
+    return g.in_degree(g.output)
+
+
+def mean_out_in_degree(opt: Reinforce, n: int = 300) -> float:
+    rng = np.random.default_rng(123)
+    return float(np.mean([out_degree(opt.dist.sample(rng)[0]) for _ in range(n)]))
+
+
+# ---- REINFORCE -------------------------------------------------------------------------------
+
+def test_reinforce_learns_to_feed_the_output_more() -> None:
+    opt = Reinforce(paper_space(), seed=1, iterations=40, batch=3, realize=False)
+    before = mean_out_in_degree(opt)
+    run(opt, lambda g: 1.0 if out_degree(g) >= 2 else 0.0, 25)
+    after = mean_out_in_degree(opt)
+    assert after > before + 0.3, (before, after)
+
+
+def test_moving_average_baseline_cancels_a_constant_reward() -> None:
+    space = paper_space()
+    plain = Reinforce(space, seed=2, iterations=10, batch=3, realize=False)
+    ma = Reinforce(space, seed=2, iterations=10, batch=3, realize=False, baseline="moving-average")
+    run(plain, lambda g: 1.0, 1)
+    run(ma, lambda g: 1.0, 1)
+    p1, m1 = flat_params(plain.dist).copy(), flat_params(ma.dist).copy()
+    assert np.allclose(p1, m1)  # first step: no baseline yet, same update
+    run(plain, lambda g: 1.0, 3)
+    run(ma, lambda g: 1.0, 3)
+    assert not np.allclose(flat_params(plain.dist), p1)  # REINFORCE without baseline keeps drifting
+    assert ma.baseline == pytest.approx(1.0)
+    # with the baseline at the reward, the advantage is 0; Adam's momentum still moves a little,
+    # but much less than without a baseline
+    assert np.abs(flat_params(ma.dist) - m1).max() < np.abs(flat_params(plain.dist) - p1).max()
+
+
+def test_reinforce_rejects_an_unknown_baseline() -> None:
+    with pytest.raises(TtsGraphError, match="baseline"):
+        Reinforce(paper_space(), baseline="median")
+
+
+def test_realize_keeps_likely_edges_caps_out_degree_and_fits() -> None:
+    space = paper_space()
+    opt = Reinforce(space, seed=0, iterations=3, batch=3)
+    d = opt.dist
+    idx = {e: i for i, e in enumerate(d.potential)}
+    d.edge_logits[:] = -3.0
+    for e in [("n1", "out"), ("n2", "n1"), ("n2", "n3"), ("n2", "out"), ("n3", "out")]:
+        d.edge_logits[idx[e]] = 3.0
+    d.model_logits[:, :] = -5.0
+    d.model_logits[:, 0] = 5.0  # everyone prefers the 1B model
+    g = realize(d, space, np.random.default_rng(0))
+    space.check(g)
+    assert ("n1", "out") in g.edges and ("n2", "n1") in g.edges and ("n3", "out") in g.edges
+    assert sum(1 for u, _ in g.edges if u == "n2") <= 2  # out-degree cap
+    assert all(g.node(n.id).model == "llama-3.2-1b" for n in g.nodes if n.id != "out")
+    assert g.pruned()[1] == []
+
+
+def test_the_last_reinforce_ask_proposes_the_realized_graph_on_a_full_batch() -> None:
+    opt = Reinforce(paper_space(), seed=0, iterations=3, batch=3)
+    rounds = run(opt, lambda g: 0.5, 3)
+    assert [len(r) for r in rounds] == [3, 3, 1]
+    assert rounds[-1][0].meta == {"realized": True} and rounds[-1][0].n_items == 3
+
+
+# ---- TPE and random ---------------------------------------------------------------------------
+
+def test_tpe_exploits_what_scored_well() -> None:
+    space = paper_space()
+    opt = get_optimizer("tpe")(space, seed=0, iterations=20, batch=3, n_startup=4)
+
+    def objective(g: Graph) -> float:  # many direct inputs to the output is good
+        return min(1.0, out_degree(g) / max(1, len(g.nodes) - 1))
+
+    rounds = run(opt, objective, 20)
+    utils = [objective(r[0].graph) for r in rounds]
+    assert np.mean(utils[-8:]) > np.mean(utils[:4]) + 0.1, utils
+
+
+def test_random_search_draws_several_mixes() -> None:
+    space = paper_space()
+    opt = get_optimizer("random")(space, seed=0, iterations=12, batch=3)
+    rounds = run(opt, lambda g: 0.0, 12)
+    mixes = {json.dumps(r[0].meta["counts"], sort_keys=True) for r in rounds}
+    assert len(mixes) >= 2
+    assert all(json.loads(m) in space.combos() for m in mixes)
+
+
+# ---- TextGrad ----------------------------------------------------------------------------------
+
+def recording_agent(log: list[list[Message]]):  # type: ignore[no-untyped-def]
+    def respond(model: str, messages: list[Message], sample: int) -> str:
+        log.append(messages)
+        return echo_agent(model, messages, sample)
+
+    return respond
+
+
+def test_textgrad_uses_a_random_mix_the_stripped_prompt_and_a_half_table() -> None:
+    space = paper_space()
+    calls: list[list[Message]] = []
+    opt = get_optimizer("textgrad")(space, seed=3, iterations=4, batch=3, backend=ScriptedBackend(recording_agent(calls)),
+                                    agent=space.pool.output, task="arithmetic")
+    first = asyncio.run(opt.ask())
+    assert calls == []  # no agent initialization
+    assert first[0].meta["source"] == "random-mix"
+    opt.tell([score(0, first[0], 0.5)])
+    asyncio.run(opt.ask())
+    prompt = calls[0][-1]["content"]
+    assert "What pilot studies found" not in prompt
+    assert "R1." not in prompt and "R4." not in prompt and "R5. The graph must stay acyclic." in prompt
+    shown = json.loads(prompt.rsplit("in this form:\n", 1)[1].split("\n", 1)[0])
+    assert set(shown["edge_probabilities"].values()) == {0.5}
+    full = P.update_prompt(task="arithmetic", counts={"llama-3.2-1b": 1}, graph=first[0].graph, accuracy=0.5, batch=3,
+                           table=[], output_id="out", output_model="llama-3.2-3b")
+    assert len(prompt) < len(full) + 2000  # stripped, not the full prompt with extras
+
+
+def test_textgrad_needs_a_backend() -> None:
+    with pytest.raises(TtsGraphError, match="backend"):
+        get_optimizer("textgrad")(paper_space(), seed=0)
+
+
+# ---- the hybrid --------------------------------------------------------------------------------
+
+def test_hybrid_alternates_gradient_steps_and_llm_rewrites() -> None:
+    space = paper_space()
+    calls: list[list[Message]] = []
+    opt = get_optimizer("hybrid")(space, seed=0, iterations=6, batch=3, backend=ScriptedBackend(recording_agent(calls)),
+                                  agent=space.pool.output, task="arithmetic")
+    steps = []
+    for k in range(5):
+        props = asyncio.run(opt.ask())
+        steps.append(props[0].meta["step"])
+        if props[0].meta["step"] == "llm":
+            # the echo agent set every edge into the output to 0.7 (before this ask's gradient step)
+            learnt = 1 / (1 + np.exp(-opt.dist.edge_logits))
+            into_out = [learnt[i] for i, (u, v) in enumerate(opt.dist.potential) if v == "out"]
+            assert np.allclose(into_out, 0.7)
+            assert props[0].meta["source"] == "agent-rewrite"
+        opt.tell([score(k * 10 + j, p, 0.5) for j, p in enumerate(props)])
+    assert steps == ["reinforce", "llm", "reinforce", "llm", "reinforce"]
+    assert len(calls) == 2 and "Graphs just sampled and how they scored" in calls[0][-1]["content"]
+    assert opt.rewrites == 2 and opt.agent_seconds() >= 0.0
+
+
+def test_hybrid_falls_back_to_the_gradient_tables_when_the_agent_cannot_reply_usefully() -> None:
+    space = paper_space()
+    opt = get_optimizer("hybrid")(space, seed=0, iterations=6, batch=3, agent_retries=1,
+                                  backend=ScriptedBackend(lambda m, msgs, s: '{"edge_probabilities": {"n9->out": 0.5}}'),
+                                  agent=space.pool.output)
+    props = asyncio.run(opt.ask())
+    opt.tell([score(j, p, 1.0) for j, p in enumerate(props)])
+    before = opt.dist.edge_logits.copy()
+    props = asyncio.run(opt.ask())
+    assert props[0].meta["source"] == "fallback-gradient-tables"
+    assert "n9->out" in props[0].meta["fallback"]
+    assert np.allclose(opt.dist.edge_logits, before)
+    log = opt.drain_exchanges()
+    assert len(log) == 2 and not any(e.ok for e in log)  # both attempts rejected, with the reason
+    assert all("unknown key" in (e.error or "") for e in log)
+
+
+def test_parse_rewrite_names_what_is_wrong() -> None:
+    keys, slots = {"n1->out", "n2->out"}, {"n1", "n2"}
+    assert parse_rewrite('x {"edge_probabilities": {"n1->out": 0.9}, "fuser_probabilities": {}} y', keys, slots) == (
+        {"n1->out": 0.9}, {})
+    with pytest.raises(AgentReplyError, match="n3->out"):
+        parse_rewrite('{"edge_probabilities": {"n3->out": 0.9}}', keys, slots)
+    with pytest.raises(AgentReplyError, match=r"not in \[0, 1\]"):
+        parse_rewrite('{"fuser_probabilities": {"n1": 1.5}}', keys, slots)
+    with pytest.raises(AgentReplyError, match="not a number"):
+        parse_rewrite('{"edge_probabilities": {"n1->out": "high"}}', keys, slots)
+    with pytest.raises(AgentReplyError, match="no JSON"):
+        parse_rewrite("I would raise n1->out", keys, slots)
+    with pytest.raises(AgentReplyError, match="changes no probability"):
+        parse_rewrite("{}", keys, slots)
