@@ -1,0 +1,262 @@
+"""The report's pictures, drawn with matplotlib's Agg canvas (no display, no pyplot state).
+
+Each function takes plain data and returns a `Figure`; `png_bytes` renders one. Figures are
+built with `matplotlib.figure.Figure` directly rather than pyplot, so nothing global changes and
+reports can be made from threads or servers. Colours are stable per model and per optimizer
+(sorted names onto a fixed palette) so the same model has the same colour in every picture.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch, Patch
+from matplotlib.ticker import MaxNLocator
+
+from ttsgraph.graph import Graph
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+ROLE_MARKERS = {"assistant": "o", "fuser": "h"}
+
+
+def colours(names: Sequence[str]) -> dict[str, str]:
+    """A colour per name, stable for a given set of names (sorted onto the palette)."""
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(sorted(set(names)))}
+
+
+def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
+    """Render a figure to PNG bytes."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _empty(fig: Figure, message: str) -> Figure:
+    ax = fig.add_subplot()
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, color="#555")
+    ax.set_axis_off()
+    return fig
+
+
+# ----- the graph ---------------------------------------------------------------------------
+
+def graph_layout(graph: Graph) -> dict[str, tuple[float, float]]:
+    """Left-to-right layered positions: x = longest path from a source, the output in the last
+    column; nodes of one layer spread vertically, ordered by the mean height of their predecessors
+    so edges cross less."""
+    levels = graph.levels()
+    last = max(levels.values(), default=0)
+    if graph.output in levels:
+        levels[graph.output] = max(last, levels[graph.output])
+    layers: dict[int, list[str]] = {}
+    for nid in graph.topological_order():
+        layers.setdefault(levels[nid], []).append(nid)
+    pos: dict[str, tuple[float, float]] = {}
+    for x in sorted(layers):
+        ids = layers[x]
+        if x > 0:
+            def key(nid: str) -> float:
+                ys = [pos[p][1] for p in graph.preds(nid) if p in pos]
+                return sum(ys) / len(ys) if ys else 0.0
+
+            ids = sorted(ids, key=key)
+        n = len(ids)
+        for k, nid in enumerate(ids):
+            pos[nid] = (float(x), (n - 1) / 2.0 - k)
+    return pos
+
+
+def draw_graph(graph: Graph, title: str = "", model_colours: Mapping[str, str] | None = None) -> Figure:
+    """The graph: nodes coloured by model, shaped by role (circle = assistant, hexagon = fuser),
+    the output ringed in black, each node labelled with its id and in-degree d."""
+    pos = graph_layout(graph)
+    xs = [p[0] for p in pos.values()] or [0.0]
+    ys = [p[1] for p in pos.values()] or [0.0]
+    width = max(4.0, 1.7 * (max(xs) - min(xs) + 1) + 1.5)
+    height = max(2.6, 0.95 * (max(ys) - min(ys) + 1) + 1.2)
+    fig = Figure(figsize=(min(width, 14), min(height, 10)))
+    ax = fig.add_subplot()
+    cmap = dict(model_colours or colours([n.model for n in graph.nodes]))
+    for m in {n.model for n in graph.nodes} - set(cmap):
+        cmap[m] = PALETTE[len(cmap) % len(PALETTE)]
+    for u, v in graph.edges:
+        if u in pos and v in pos:
+            ax.add_patch(FancyArrowPatch(pos[u], pos[v], arrowstyle="-|>", mutation_scale=14, color="#666",
+                                         shrinkA=17, shrinkB=17, lw=1.2, connectionstyle="arc3,rad=0.08",
+                                         zorder=1))
+    for n in graph.nodes:
+        x, y = pos[n.id]
+        is_out = n.id == graph.output
+        ax.scatter([x], [y], s=1100 if is_out else 850, marker=ROLE_MARKERS.get(n.role, "o"),
+                   c=cmap[n.model], edgecolors="black" if is_out else "white",
+                   linewidths=3 if is_out else 1.5, zorder=2)
+        ax.text(x, y, n.id, ha="center", va="center", fontsize=8, color="white", fontweight="bold", zorder=3)
+        ax.text(x, y - 0.36, f"d={graph.in_degree(n.id)}", ha="center", va="top", fontsize=7, color="#333",
+                zorder=3)
+    ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
+    ax.set_ylim(min(ys) - 0.75, max(ys) + 0.55)
+    ax.set_axis_off()
+    handles = [Patch(color=c, label=m) for m, c in sorted(cmap.items()) if m in {n.model for n in graph.nodes}]
+    handles += [Line2D([], [], marker=ROLE_MARKERS[r], ls="", color="#999", markersize=10, label=r)
+                for r in ("assistant", "fuser")]
+    handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black",
+                          markeredgewidth=2.5, markersize=10, label="output"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=min(len(handles), 5),
+              fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+# ----- the search --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrialPoint:
+    """What the search and trade-off plots need of one trial."""
+
+    trial: int
+    iteration: int
+    group: str  # optimizer (or optimizer/seed) the trial belongs to
+    accuracy: float
+    planned_units: float
+    latency: float | None
+
+
+def best_so_far(points: Sequence[TrialPoint]) -> list[tuple[int, float]]:
+    """(iteration, best accuracy up to and including it), in iteration order."""
+    out: list[tuple[int, float]] = []
+    best = -math.inf
+    for p in sorted(points, key=lambda p: (p.iteration, p.trial)):
+        best = max(best, p.accuracy)
+        if out and out[-1][0] == p.iteration:
+            out[-1] = (p.iteration, best)
+        else:
+            out.append((p.iteration, best))
+    return out
+
+
+def search_curve(series: Mapping[str, Sequence[Sequence[TrialPoint]]], title: str = "") -> Figure:
+    """Accuracy per iteration (dots, one per trial) and best-so-far (a step line) for each group.
+    A group with several runs (seeds) draws each run's best-so-far thin and their mean thick."""
+    fig = Figure(figsize=(7.0, 3.8))
+    if not any(any(run for run in runs) for runs in series.values()):
+        return _empty(fig, "no trials yet")
+    ax = fig.add_subplot()
+    cmap = colours(list(series))
+    for name, runs in sorted(series.items()):
+        c = cmap[name]
+        curves = []
+        for run in runs:
+            if not run:
+                continue
+            ax.scatter([p.iteration for p in run], [p.accuracy for p in run], s=14, color=c, alpha=0.35, lw=0)
+            curves.append(best_so_far(run))
+        if not curves:
+            continue
+        if len(curves) == 1:
+            it, acc = zip(*curves[0])
+            ax.step(it, acc, where="post", color=c, lw=2, label=f"{name} (best so far)")
+            continue
+        for cur in curves:
+            it, acc = zip(*cur)
+            ax.step(it, acc, where="post", color=c, lw=0.8, alpha=0.5)
+        grid = sorted({i for cur in curves for i, _ in cur})
+        mean = []
+        for i in grid:
+            vals = [max((a for j, a in cur if j <= i), default=math.nan) for cur in curves]
+            vals = [v for v in vals if not math.isnan(v)]
+            mean.append(sum(vals) / len(vals))
+        ax.step(grid, mean, where="post", color=c, lw=2.2, label=f"{name} (mean best of {len(curves)} runs)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("accuracy on search items")
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title or "search curve", fontsize=10)
+    return fig
+
+
+def tradeoff(points: Sequence[TrialPoint], x: str, front: Sequence[TrialPoint], selected: TrialPoint | None = None,
+             xlabel: str = "", title: str = "") -> Figure:
+    """Accuracy against `x` ("planned_units" or "latency") for every trial, coloured by group;
+    `front` (the Pareto-optimal trials for these two axes) is ringed and joined by a step line,
+    `selected` (the graph the search returned) is a star."""
+    fig = Figure(figsize=(5.6, 3.8))
+    usable = [p for p in points if getattr(p, x) is not None and not math.isnan(getattr(p, x))]
+    if not usable:
+        return _empty(fig, f"no trial has a {x.replace('_', ' ')}")
+    ax = fig.add_subplot()
+    cmap = colours([p.group for p in usable])
+    for g in sorted(cmap):
+        mine = [p for p in usable if p.group == g]
+        ax.scatter([getattr(p, x) for p in mine], [p.accuracy for p in mine], s=26, color=cmap[g], alpha=0.75,
+                   label=g, lw=0)
+    fr = sorted((p for p in front if getattr(p, x) is not None), key=lambda p: (getattr(p, x), -p.accuracy))
+    if fr:
+        ax.scatter([getattr(p, x) for p in fr], [p.accuracy for p in fr], s=90, facecolors="none",
+                   edgecolors="black", lw=1.4, label="Pareto front")
+        ax.step([getattr(p, x) for p in fr], [p.accuracy for p in fr], where="post", color="black", lw=1, alpha=0.6)
+    if selected is not None and getattr(selected, x) is not None:
+        ax.scatter([getattr(selected, x)], [selected.accuracy], marker="*", s=260, color="gold", edgecolors="black",
+                   lw=1, zorder=5, label="selected")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel("accuracy on search items")
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+# ----- costs per model ---------------------------------------------------------------------
+
+@dataclass
+class ModelUsage:
+    """One model's share of a run's node calls."""
+
+    calls: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    flops: float = 0.0
+    seconds: float = 0.0
+
+
+def model_breakdown(usage: Mapping[str, ModelUsage], title: str = "") -> Figure:
+    """Three bar panels per model: calls (cache hits hatched), tokens (prompt + completion), FLOPs."""
+    fig = Figure(figsize=(8.5, 3.0))
+    if not usage:
+        return _empty(fig, "no node calls recorded")
+    names = sorted(usage)
+    cmap = colours(names)
+    cs = [cmap[n] for n in names]
+    a1, a2, a3 = fig.subplots(1, 3)
+    live = [usage[n].calls - usage[n].cached for n in names]
+    a1.bar(names, live, color=cs, label="backend")
+    a1.bar(names, [usage[n].cached for n in names], bottom=live, color=cs, alpha=0.4, hatch="//", label="cache hit")
+    a1.set_title("calls", fontsize=9)
+    a1.legend(fontsize=7)
+    pt = [usage[n].prompt_tokens for n in names]
+    a2.bar(names, pt, color=cs, alpha=0.5, label="prompt")
+    a2.bar(names, [usage[n].completion_tokens for n in names], bottom=pt, color=cs, label="completion")
+    a2.set_title("tokens", fontsize=9)
+    a2.legend(fontsize=7)
+    a3.bar(names, [usage[n].flops for n in names], color=cs)
+    a3.set_title("measured FLOPs", fontsize=9)
+    for ax in (a1, a2, a3):
+        ax.tick_params(axis="x", labelsize=7, rotation=15)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
