@@ -269,17 +269,18 @@ class Study:
         return results, time.perf_counter() - started
 
     def _drain_agent(self, iteration: int) -> list[dict[str, Any]]:
-        drain = getattr(self.optimizer, "drain_agent_log", None)
+        """The optimizer's agent exchanges since the last drain, as dicts for the store. Looks for
+        `drain_exchanges()` / `drain_agent_log()` on the optimizer, else `drain()` on its
+        `client` / `agent` (an `AgentClient`)."""
+        drain = getattr(self.optimizer, "drain_exchanges", None) or getattr(self.optimizer, "drain_agent_log", None)
         if drain is None:
-            agent = getattr(self.optimizer, "agent", None)
-            drain = getattr(agent, "drain", None)
+            for attr in ("client", "agent"):
+                drain = getattr(getattr(self.optimizer, attr, None), "drain", None)
+                if drain is not None:
+                    break
         if drain is None:
             return []
-        out = []
-        for ex in drain():
-            d = ex.to_dict() if hasattr(ex, "to_dict") else dict(ex)
-            out.append(d)
-        return out
+        return [ex.to_dict() if hasattr(ex, "to_dict") else dict(ex) for ex in drain()]
 
     # ----- the loop ------------------------------------------------------------------------
     async def run(self, progress: Progress | None = None) -> StudyResult:
