@@ -10,6 +10,7 @@ Questions are unique across both splits, so the held-out split never repeats a s
 from __future__ import annotations
 
 import random
+import re
 
 from ttsgraph.cost import TaskLengths
 from ttsgraph.errors import TaskError
@@ -20,9 +21,9 @@ ALLOWED_OPS = "+-*"
 
 # Calibrated default (see docs/tasks.md for the measured accuracies of the embedded models).
 DEFAULT_DIGITS = 1
-DEFAULT_TERMS = 3
+DEFAULT_TERMS = 2
 DEFAULT_OPS = "+-"
-DEFAULT_SIZE = 200
+DEFAULT_SIZE = 75
 
 
 def evaluate(operands: list[int], operators: list[str]) -> int:
@@ -43,7 +44,11 @@ class ArithmeticTask(Task):
 
     grader = "numeric"
     persona = "a precise calculator"
-    answer_rule = "Reply with 'Answer: ' followed by the number."
+    answer_rule = (
+        "Reply with 'Answer: ' followed by the number.\n"
+        "Example: What is 4 + 3 - 5? Answer: 2\n"
+        "Example: What is 6 - 8 + 1? Answer: -1"
+    )
     synthesis_rule = "Check them, then reply with 'Answer: ' followed by the correct number."
     fuser_instructions = "Check the previous results and reply with 'Answer: ' followed by the correct number."
     predecessor_chars = 200  # tiny models, short contexts: the tail holds the final answer
@@ -119,8 +124,12 @@ class ArithmeticTask(Task):
             "test": [i for i in self._all if i.meta["split"] == "test"],
         }
 
+    # Base models (Gemma-3-270M) keep going and invent the next exercise; only what comes before it
+    # is the model's answer to this one.
+    _NEXT_EXERCISE = re.compile(r"\n\s*(?:Example:|What is|Question|Q:|Problem)", re.IGNORECASE)
+
     def extract(self, text: str) -> str | None:
-        return final_number(text)
+        return final_number(self._NEXT_EXERCISE.split(text, maxsplit=1)[0])
 
     def _matches(self, extracted: str, item: Item) -> tuple[bool, str]:
         ok = numbers_equal(extracted, item.answer)

@@ -1,0 +1,98 @@
+"""Measure how single embedded models score on a task: the numbers behind the arithmetic defaults.
+
+`python -m ttsgraph.tasks.calibrate --task arithmetic --limit 75 --vote 5` asks each model alone
+(one sample), then optionally K samples at a higher temperature with a majority vote over the
+extracted answers, and prints accuracies with Wilson 95% intervals. A task is useful for a search
+only if these accuracies are strictly between 0 and 1 and voting or fusion moves them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+
+from ttsgraph.llm.base import SamplingParams
+from ttsgraph.stats import wilson_interval
+from ttsgraph.tasks.base import Item, Task
+from ttsgraph.tasks.registry import load_task
+
+
+def majority(answers: list[str | None]) -> str | None:
+    """Most frequent extracted answer (ties to the earliest sample); None if no sample had one."""
+    found = [a for a in answers if a is not None]
+    if not found:
+        return None
+    counts = Counter(found)
+    best = max(counts.values())
+    return next(a for a in found if counts[a] == best)
+
+
+async def _measure(backend, model: str, task: Task, items: list[Item], params: SamplingParams, samples: int) -> list[list[str | None]]:
+    """Extracted answers per item and sample (sample index 0..samples-1, as the cache keys them)."""
+    out: list[list[str | None]] = []
+    for k, item in enumerate(items, 1):
+        answers = []
+        for s in range(samples):
+            completion = await backend.complete(model, task.messages(item, "assistant", [], False), params, s)
+            answers.append(task.extract(completion.text))
+        out.append(answers)
+        print(f"\r{model}: {k}/{len(items)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return out
+
+
+def _score(task: Task, items: list[Item], answers: list[str | None]) -> dict:
+    correct = sum(a is not None and task._matches(a, i)[0] for i, a in zip(items, answers))
+    low, high = wilson_interval(correct, len(items))
+    return {"correct": correct, "n": len(items), "accuracy": correct / len(items), "ci95": [round(low, 3), round(high, 3)]}
+
+
+async def calibrate(task: Task, models: list[str], limit: int, split: str, max_tokens: int, vote: int, vote_temperature: float) -> dict:
+    from ttsgraph.llm.local import LocalBackend
+
+    backend = LocalBackend()
+    items = task.items(split)[:limit]
+    report: dict = {"task": task.name, "split": split, "items": len(items), "max_tokens": max_tokens, "models": {}}
+    for model in models:
+        start = time.perf_counter()
+        single = await _measure(backend, model, task, items, SamplingParams(temperature=0.1, max_tokens=max_tokens), 1)
+        row = {"single_t0.1": _score(task, items, [a[0] for a in single])}
+        if vote > 1:
+            hot = await _measure(backend, model, task, items, SamplingParams(temperature=vote_temperature, max_tokens=max_tokens), vote)
+            row[f"one_sample_t{vote_temperature}"] = _score(task, items, [a[0] for a in hot])
+            row[f"majority_of_{vote}_t{vote_temperature}"] = _score(task, items, [majority(a) for a in hot])
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        report["models"][model] = row
+    await backend.aclose()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ttsgraph.tasks.calibrate", description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="arithmetic")
+    parser.add_argument("--option", "-o", action="append", default=[], help="task option KEY=VALUE")
+    parser.add_argument("--models", default="smollm2-135m,gemma-3-270m")
+    parser.add_argument("--split", default="test", choices=["search", "test"])
+    parser.add_argument("--limit", type=int, default=75)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--vote", type=int, default=0, help="also K samples at --vote-temperature with a majority vote")
+    parser.add_argument("--vote-temperature", type=float, default=0.7)
+    args = parser.parse_args(argv)
+    options = {}
+    for opt in args.option:
+        key, _, value = opt.partition("=")
+        options[key] = int(value) if value.lstrip("-").isdigit() else value
+    task = load_task(args.task, **options)
+    report = asyncio.run(
+        calibrate(task, args.models.split(","), args.limit, args.split, args.max_tokens, args.vote, args.vote_temperature)
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
