@@ -315,7 +315,8 @@ def compare(rows: Sequence[BenchRow]) -> tuple[str | None, list[Comparison]]:
         if r.kind != "optimizer" or len(r.per_item) != len(best.per_item) or not r.per_item:
             continue
         d = paired_difference_ci(r.per_item, best.per_item)
-        out.append(Comparison(r.name, best.name, d.mean, d.low, d.high, d.n))
+        # a difference of two accuracies lies in [-1, 1]; the t interval on a few items does not know
+        out.append(Comparison(r.name, best.name, d.mean, max(-1.0, d.low), min(1.0, d.high), d.n))
     return best.name, out
 
 

@@ -33,20 +33,20 @@ def print_result(result: BenchResult) -> None:
     cfg = result.config
     table = Table(title=f"bench: {cfg['task']} · budget {cfg['budget_units']:.2f} units (b={cfg['node_budget']}) · "
                         f"pool {cfg['pool']} · {cfg['iterations']}×{cfg['batch']} evaluations · {cfg['seeds']} seed(s)")
-    for col in ("row", "seeds", "search acc %", "test acc % [95% CI]", "units", "evals", "calls", "cache hits",
-                "eval s", "agent s", "test s"):
-        table.add_column(col, justify="left" if col == "row" else "right")
+    for col, justify in (("row", "left"), ("kind", "left"), ("seeds", "right"), ("search %", "right"),
+                         ("test % [95% CI]", "right"), ("units", "right"), ("evals", "right"), ("calls", "right"),
+                         ("hits", "right"), ("eval s", "right"), ("agent s", "right"), ("test s", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
     best = result.best_baseline
+    kinds = {"optimizer": "optimizer", "single": "baseline", "self-consistency": "baseline (SC)"}
     for r in result.rows:
         name = f"[bold]{r.name}[/]" if r.name == best else r.name
-        if r.kind != "optimizer":
-            name = f"[dim]baseline[/] {name}"
         err = f" ({r.test_errors} err)" if r.test_errors else ""
         table.add_row(
-            name, str(r.seeds), _pct(r.search_accuracy),
+            name, kinds.get(r.kind, r.kind), str(r.seeds), _pct(r.search_accuracy),
             f"{_pct(r.test_accuracy)} [{_pct(r.test_ci[0])}–{_pct(r.test_ci[1])}]{err}",
             f"{r.planned_units:.2f}", f"{r.evaluations:g}", str(r.backend_calls), str(r.cache_hits),
-            f"{r.eval_seconds:.1f}", f"{r.agent_seconds:.1f}", f"{r.test_seconds:.1f}",
+            f"{r.eval_seconds:.0f}", f"{r.agent_seconds:.0f}", f"{r.test_seconds:.0f}",
         )
     out.print(table)
     if result.comparisons:
