@@ -132,6 +132,13 @@ def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def built(run_dir: MadeRun, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One report of the run, shared by the tests that only inspect it."""
+    out = tmp_path_factory.mktemp("built") / "r" / "report.html"
+    return build_report(run_dir.path, out), out
+
+
 def embedded_images(page: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
 
@@ -147,9 +154,8 @@ def test_load_run_reads_back_what_was_stored(run_dir: MadeRun) -> None:
     assert summary is not None and summary["items"] == 10 and len(summary["ci"]) == 2
 
 
-def test_run_report_is_self_contained_and_complete(run_dir: MadeRun, tmp_path: Path) -> None:
-    out = tmp_path / "r" / "report.html"
-    res = build_report(run_dir.path, out)
+def test_run_report_is_self_contained_and_complete(run_dir: MadeRun, built) -> None:  # type: ignore[no-untyped-def]
+    res, out = built
     page = out.read_text()
     assert res.kind == "run" and res.html_path == out and res.trials == len(GRAPHS)
     # offline: no remote or relative resources, no scripts
@@ -171,9 +177,9 @@ def test_run_report_is_self_contained_and_complete(run_dir: MadeRun, tmp_path: P
     assert "unparsable reply" in page
 
 
-def test_trial_table_marks_the_pareto_front_and_the_selection(run_dir: MadeRun, tmp_path: Path) -> None:
-    res = build_report(run_dir.path, tmp_path / "report.html")
-    page = (tmp_path / "report.html").read_text()
+def test_trial_table_marks_the_pareto_front_and_the_selection(run_dir: MadeRun, built) -> None:  # type: ignore[no-untyped-def]
+    res, out = built
+    page = out.read_text()
     front = pareto_front(run_dir.trials)  # accuracy up, planned units down, latency down
     assert sorted(f["trial"] for f in res.front) == sorted(
         i + 1 for i, e in enumerate(run_dir.trials) if any(e is f for f in front))
@@ -191,8 +197,8 @@ def test_trial_table_marks_the_pareto_front_and_the_selection(run_dir: MadeRun, 
     assert sel["accuracy"] == max(e.accuracy for e in run_dir.trials)
 
 
-def test_estimated_latency_is_beside_the_measured_one(run_dir: MadeRun, tmp_path: Path) -> None:
-    res = build_report(run_dir.path, tmp_path / "report.html")
+def test_estimated_latency_is_beside_the_measured_one(run_dir: MadeRun, built) -> None:  # type: ignore[no-untyped-def]
+    res, out = built
     speeds = res.speeds
     assert set(speeds) == {SMOL, GEMMA}
     assert speeds[SMOL]["decode_tps"] == pytest.approx(75.0, rel=1e-3)
@@ -208,7 +214,7 @@ def test_estimated_latency_is_beside_the_measured_one(run_dir: MadeRun, tmp_path
     by_measured = sorted(data.trials, key=lambda t: t.latency)
     by_estimate = sorted(data.trials, key=lambda t: t.estimated_latency)
     assert by_measured[0].id == by_estimate[0].id and by_measured[-1].id == by_estimate[-1].id
-    assert "Median relative error of the estimate" in (tmp_path / "report.html").read_text()
+    assert "Median relative error of the estimate" in out.read_text()
 
 
 def test_bench_report_has_a_curve_and_a_row_per_optimizer(bench_dir: Path, tmp_path: Path) -> None:
@@ -266,3 +272,37 @@ def test_cli_bad_input_is_a_named_error(tmp_path: Path, setup: str) -> None:
     assert r.exit_code == 2
     assert str(target) in r.output and "error" in r.output.lower()
     assert r.stdout.strip() == "" or not r.stdout.strip().startswith("{")
+
+
+def test_report_on_a_real_bench_directory(tmp_path: Path) -> None:
+    """`run_bench` (scripted backend) lays out its run directories and bench.json; the report reads
+    them all: a row per optimizer, the bench's baselines and paired comparisons, test CIs per run."""
+    from ttsgraph.benchmark import BenchConfig, run_bench
+    from ttsgraph.tasks import load_task
+
+    task = load_task("arithmetic", seed=9, size=30)
+    config = BenchConfig(task="arithmetic", task_options={"seed": 9, "size": 30}, budget=6.0,
+                         optimizers=("random", "tpe"), seeds=2, iterations=2, batch=2, test_limit=5,
+                         out=tmp_path / "bench", max_tokens=16)
+    result = asyncio.run(run_bench(config, fake_backend=SpeedBackend(task, {SMOL: 4, GEMMA: 3})))
+    res = build_report(tmp_path / "bench")
+    page = res.html_path.read_text()
+    assert res.kind == "bench" and sorted(res.runs) == ["random-seed0", "random-seed1", "tpe-seed0", "tpe-seed1"]
+    assert res.html_path == tmp_path / "bench" / "report.html" and all(p.exists() for p in res.png_paths)
+    opt_table = page.split("<h2>Optimizers</h2>")[1].split("</table>")[0]
+    assert opt_table.count("<tr") == 3
+    bench_table = page.split("Test results of the bench")[1].split("</table>")[0]
+    for row in result.rows:
+        assert f">{row.name}<" in bench_table
+    assert "Paired difference" in page and f"<b>{result.best_baseline}</b>" in page
+    # each run's selected graph carries the bench's test score with a Wilson interval
+    data = {r.name: r for r in (load_run(d) for d in find_runs(tmp_path / "bench"))}
+    from ttsgraph.report import attach_bench_tests, load_bench_summary
+
+    attach_bench_tests(list(data.values()), load_bench_summary(tmp_path / "bench") or {})
+    for row in result.rows:
+        for run in row.runs:
+            summ = data[Path(run.run_dir).name].test_summary()
+            assert summ is not None and summ["items"] == 5
+            assert summ["accuracy"] == pytest.approx(sum(run.test_correct) / 5)
+            assert summ["ci"][0] <= summ["accuracy"] <= summ["ci"][1]

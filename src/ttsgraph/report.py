@@ -76,6 +76,7 @@ class RunData:
     agent_log: list[dict[str, Any]]
     tests: list[dict[str, Any]]  # {"graph_hash", "split", "summary"}
     best_graph: Graph | None
+    external_test: dict[str, Any] | None = None  # a bench's test score of this run's graph (bench.json)
 
     @property
     def name(self) -> str:
@@ -114,7 +115,9 @@ class RunData:
             for t in tests:
                 if t["graph_hash"] in hashes:
                     return t["summary"]
-        return tests[-1]["summary"] if tests else None
+        if tests:
+            return tests[-1]["summary"]
+        return self.external_test
 
 
 def _float(v: Any) -> float | None:
@@ -368,7 +371,13 @@ def _latency_of(summary: dict[str, Any], kind: str = "critical_path") -> float |
 def _section_config(run: RunData) -> str:
     if not run.config:
         return '<p class="muted">no configuration stored</p>'
-    rows = [[k, _Raw(_e(json.dumps(v) if not isinstance(v, str) else v))] for k, v in sorted(run.config.items())]
+    flat: dict[str, Any] = {}
+    for k, v in sorted(run.config.items()):
+        if isinstance(v, dict) and v:
+            flat.update({f"{k}.{k2}": v2 for k2, v2 in sorted(v.items())})
+        else:
+            flat[k] = v
+    rows = [[k, _Raw(_e(v if isinstance(v, str) else json.dumps(v)))] for k, v in flat.items()]
     return _table(["setting", "value"], rows, left=2).replace("<table>", '<table class="kv">', 1)
 
 
@@ -442,6 +451,9 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
     say(f"reading {len(dirs)} run store(s)")
     runs = [load_run(d) for d in dirs]
     kind = "run" if dirs == [root] else "bench"
+    bench = load_bench_summary(root) if kind == "bench" else None
+    if bench is not None:
+        attach_bench_tests(runs, bench)
     html_path = Path(out) if out is not None else root / "report.html"
     html_path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -523,6 +535,9 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
     if kind == "bench":
         body.append("<h2>Optimizers</h2>")
         body.append(_optimizer_table(runs))
+        if bench is not None:
+            body.append("<h3>Test results of the bench (optimizers and fixed baselines)</h3>")
+            body.append(_bench_rows_table(bench))
 
     body.append("<h2>Search</h2>" + figs.html("search"))
     body.append("<h2>Accuracy, FLOPs and latency</h2>" + figs.html("flops", "latency"))
@@ -574,6 +589,65 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
         selected=[_trial_summary(r, t) for r, t in selected_pairs],  # type: ignore[arg-type]
         speeds=speeds.to_dict(),
     )
+
+
+def load_bench_summary(root: Path) -> dict[str, Any] | None:
+    """`bench.json` written by `ttsgraph bench` beside its run directories (rows with test accuracy
+    and CI for optimizers and fixed baselines, paired comparisons), or None."""
+    p = root / "bench.json"
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FileFormatError(f"cannot read the bench summary: {exc}", path=str(p)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise FileFormatError("bench summary has no 'rows' list", path=str(p))
+    return data
+
+
+def attach_bench_tests(runs: Sequence[RunData], bench: dict[str, Any]) -> None:
+    """Give each run the test score the bench measured for its selected graph (the bench scores
+    test items itself, outside the run stores), with a Wilson interval."""
+    from ttsgraph.stats import wilson_interval
+
+    by_dir = {}
+    for row in bench.get("rows", []):
+        for outcome in row.get("runs") or []:
+            if outcome.get("run_dir"):
+                by_dir[Path(outcome["run_dir"]).name] = outcome
+    for r in runs:
+        o = by_dir.get(r.name)
+        if o is None or not isinstance(o.get("test_correct"), list):
+            continue
+        correct = [bool(c) for c in o["test_correct"]]
+        k, n = sum(correct), len(correct)
+        r.external_test = {"accuracy": k / n if n else 0.0, "ci": list(wilson_interval(k, n)), "items": n,
+                           "errors": o.get("test_errors"), "source": "bench.json"}
+
+
+def _bench_rows_table(bench: dict[str, Any]) -> str:
+    """The bench's own table: every optimizer (over seeds) and fixed baseline on the same test items,
+    and each optimizer's paired difference against the best baseline."""
+    rows = []
+    for r in bench["rows"]:
+        ci = r.get("test_ci") or [None, None]
+        acc = r.get("test_accuracy")
+        ci_text = f"{acc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if acc is not None and ci[0] is not None else _fmt(acc)
+        rows.append([r.get("name"), r.get("kind"), r.get("seeds"), _float(r.get("search_accuracy")), _Raw(_e(ci_text)),
+                     f"{r.get('test_correct')}/{r.get('test_items')}", r.get("test_errors"),
+                     _float(r.get("planned_units")), _float(r.get("evaluations")), _float(r.get("eval_seconds")),
+                     _float(r.get("agent_seconds"))])
+    html_out = _table(["name", "kind", "seeds", "search accuracy", "test accuracy [95% CI]", "test correct",
+                       "test errors", "planned units", "evaluations", "eval s", "agent s"], rows, left=2)
+    comps = bench.get("comparisons") or []
+    if comps:
+        html_out += ("<p>Paired difference in test accuracy against the best baseline "
+                     f"(<b>{_e(bench.get('best_baseline'))}</b>), same items:</p>")
+        html_out += _table(["optimizer", "against", "difference", "95% low", "95% high", "items"],
+                           [[c.get("name"), c.get("against"), _float(c.get("difference")), _float(c.get("low")),
+                             _float(c.get("high")), c.get("items")] for c in comps], left=2)
+    return html_out
 
 
 def _optimizer_table(runs: Sequence[RunData]) -> str:
