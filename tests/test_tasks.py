@@ -190,3 +190,18 @@ def test_item_is_frozen():
     item = Item("x/1", "q", "a", {"k": 1})
     with pytest.raises(AttributeError):
         item.answer = "b"  # type: ignore[misc]
+
+
+def test_humaneval_unsafe_exec_option_parses_text_values():
+    assert load_task("humaneval", unsafe_exec="false").unsafe_exec is False
+    assert load_task("humaneval", unsafe_exec="true").unsafe_exec is True
+    assert load_task("humaneval").unsafe_exec is False
+    with pytest.raises(TaskError, match="unsafe_exec"):
+        load_task("humaneval", unsafe_exec="maybe")
+
+
+def test_estimated_prompt_length_counts_the_whole_prompt(tasks):
+    arithmetic = tasks["arithmetic"]
+    item = arithmetic.items("test")[0]
+    system, user = (m["content"] for m in arithmetic.messages(item, "assistant", [], False))
+    assert arithmetic.lengths.prompt > len(user) / 4 + len(system) / 8  # the system prompt is counted

@@ -93,6 +93,6 @@ def test_missing_file_bad_grader_and_too_few_records(tmp_path):
 
 def test_lengths_estimated_from_the_data(tmp_path):
     rows = [{"question": "x" * 400, "answer": "y" * 40}, {"question": "x" * 800, "answer": "y" * 40}]
-    task = load_task(f"jsonl:{_write(tmp_path / 'len.jsonl', rows)}")
-    assert task.lengths.prompt == 150.0 and task.lengths.answer == 10.0
+    task = load_task(f"jsonl:{_write(tmp_path / 'len.jsonl', rows)}", system_prompt="s" * 40)
+    assert task.lengths.prompt == round((40 + 1 + 600) / 4, 1) and task.lengths.answer == 10.0
     assert load_task(f"jsonl:{tmp_path / 'len.jsonl'}", answer_tokens=99).lengths.answer == 99

@@ -76,7 +76,7 @@ class ArithmeticTask(Task):
         self.config_id = f"d{self.digits}t{self.terms}{self._ops_code()}s{self.seed}"
         items = self._generate()
         self._all = items
-        mean_q = sum(len(self.format_question(i)) for i in items) / len(items)
+        mean_q = sum(len(self.prompt_text(i)) for i in items) / len(items)
         # A worked reply looks like "<expression> = <value>. Answer: <value>".
         mean_a = sum(len(i.meta["expression"]) + 2 * len(i.answer) + 12 for i in items) / len(items)
         self.lengths = TaskLengths(prompt=round(mean_q / 4.0, 1), answer=round(mean_a / 4.0, 1))

@@ -81,16 +81,21 @@ def seeded_split(
     return search, test
 
 
-def chars_per_4_lengths(items: Sequence[Item], answer_chars: Sequence[int] | None = None) -> TaskLengths:
+def chars_per_4_lengths(
+    items: Sequence[Item],
+    answer_chars: Sequence[int] | None = None,
+    prompt_of: Callable[[Item], str] | None = None,
+) -> TaskLengths:
     """Estimate (A, B) in tokens as characters/4 when a task has no measured or published lengths.
 
-    A counts the question (the prompt overhead of the system message is small and constant);
-    B counts a typical answer, which callers may pass (e.g. reference solutions) since the gold
-    answer alone is much shorter than what a model writes.
+    A counts what a node with no predecessors reads: `prompt_of(item)` (tasks pass their rendered
+    system + user messages), else the bare question. B counts a typical reply, which callers may
+    pass (e.g. reference solutions), since a bare gold answer is much shorter than what a model writes.
     """
     if not items:
         raise TaskError("cannot estimate task lengths from an empty item list")
-    prompt = sum(len(i.question) for i in items) / len(items) / 4.0
+    prompts = [len(prompt_of(i)) if prompt_of else len(i.question) for i in items]
+    prompt = sum(prompts) / len(prompts) / 4.0
     chars = answer_chars if answer_chars is not None else [len(i.answer) for i in items]
     answer = max(sum(chars) / max(len(chars), 1) / 4.0, 1.0)
     return TaskLengths(prompt=round(prompt, 1), answer=round(answer, 1))
@@ -220,6 +225,10 @@ class Task(ABC):
     def gold_text(self, item: Item) -> str:
         """A reply that states the gold answer the way the prompt asks; used by self-tests."""
         return f"The answer is: {item.answer}"
+
+    def prompt_text(self, item: Item) -> str:
+        """The text a node with no predecessors reads (system + user), for length estimates."""
+        return "\n".join(m["content"] for m in self.messages(item, "assistant", [], False))
 
     def describe(self) -> dict:
         """One row of `ttsgraph tasks`."""

@@ -39,9 +39,9 @@ class Gsm8kTask(Task):
         super().__init__()
         self._records = {split: load_records(f"gsm8k_{split}.jsonl.gz") for split in ("train", "test")}
         test_items = self._make("test")
-        # B from the reference solutions (reasoning + answer), A from the questions: chars/4.
+        # A from the rendered prompts, B from the reference solutions (reasoning + answer): chars/4.
         self.lengths = chars_per_4_lengths(
-            test_items, [len(r["answer"]) for r in self._records["test"]]
+            test_items, [len(r["answer"]) for r in self._records["test"]], prompt_of=self.prompt_text
         )
 
     def _make(self, split: str) -> list[Item]:

@@ -12,9 +12,21 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 
 from ttsgraph.cost import PAPER_LENGTHS
+from ttsgraph.errors import TaskError
 from ttsgraph.sandbox import RunResult, SandboxLimits, run_python
 from ttsgraph.tasks.answers import code_block
 from ttsgraph.tasks.base import Grade, Item, Task, seeded_split
+
+
+def _as_bool(value: object) -> bool:
+    """Options may arrive as text from the command line (`-o unsafe_exec=false`)."""
+    if isinstance(value, str):
+        if value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise TaskError(f"humaneval: unsafe_exec must be true or false, got {value!r}")
+    return bool(value)
 
 
 def load_problems() -> list[dict]:
@@ -72,7 +84,7 @@ class HumanEvalTask(Task):
         self.name = "humaneval"
         self.lengths = PAPER_LENGTHS["humaneval"]
         self.seed, self.search_fraction = seed, search_fraction
-        self.unsafe_exec = unsafe_exec
+        self.unsafe_exec = _as_bool(unsafe_exec)
         self.limits = SandboxLimits(wall_seconds=float(timeout), memory_mb=int(memory_mb))
 
     def _load_splits(self) -> dict[str, list[Item]]:

@@ -70,7 +70,7 @@ class JsonlTask(Task):
         self.fuser_instructions = f"Keep the correct reasoning, drop repetition. {_RULES[grader]}"
         self.seed, self.search_fraction = seed, search_fraction
         self._all = self._read()
-        self.lengths = chars_per_4_lengths(self._all)
+        self.lengths = chars_per_4_lengths(self._all, prompt_of=self.prompt_text)
 
     def _read(self) -> list[Item]:
         where = str(self.path)
