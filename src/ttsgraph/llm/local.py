@@ -188,6 +188,15 @@ class LocalBackend:
             llm.reset()
             started = time.perf_counter()
             try:
+                # A JSON Schema in the params becomes a llama.cpp grammar, so even a tiny model's
+                # reply has the required shape (used by the search agent).
+                constraint: dict[str, Any] = {}
+                if params.json_schema and spec.chat:
+                    constraint["response_format"] = {"type": "json_object", "schema": json.loads(params.json_schema)}
+                elif params.json_schema:
+                    from llama_cpp import LlamaGrammar
+
+                    constraint["grammar"] = LlamaGrammar.from_json_schema(params.json_schema, verbose=False)
                 if spec.chat:
                     out = llm.create_chat_completion(
                         messages=[{"role": m["role"], "content": m["content"]} for m in messages],
@@ -196,6 +205,7 @@ class LocalBackend:
                         max_tokens=params.max_tokens,
                         stop=list(params.stop) or None,
                         seed=seed,
+                        **constraint,
                     )
                     choice = out["choices"][0]
                     text = (choice.get("message") or {}).get("content") or ""
@@ -205,8 +215,9 @@ class LocalBackend:
                         temperature=params.temperature,
                         top_p=params.top_p,
                         max_tokens=params.max_tokens,
-                        stop=list(BASE_MODEL_STOPS) + list(params.stop),
+                        stop=(list(BASE_MODEL_STOPS) if not params.json_schema else []) + list(params.stop),
                         seed=seed,
+                        **constraint,
                     )
                     choice = out["choices"][0]
                     text = choice.get("text") or ""

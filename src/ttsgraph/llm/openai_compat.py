@@ -10,6 +10,7 @@ request and the sample index are sent when the server accepts them, so samples r
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
@@ -96,6 +97,7 @@ class OpenAICompatBackend:
         self.max_backoff = max_backoff
         self._clients: dict[tuple[str, str, int], openai.AsyncOpenAI] = {}
         self._no_seed: set[str] = set()  # base URLs that rejected the `seed` parameter
+        self._json_object: set[str] = set()  # base URLs that want {"type": "json_object", "schema": ...}
         self._no_usage_warned: set[str] = set()
 
     def _client(self, endpoint: Endpoint, model: str) -> openai.AsyncOpenAI:
@@ -124,7 +126,16 @@ class OpenAICompatBackend:
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
             started = time.perf_counter()
             try:
-                response = await self._request(client, endpoint, messages, params, seed)
+                try:
+                    response = await self._request(client, endpoint, messages, params, seed)
+                except openai.APIStatusError as exc:
+                    # OpenAI and vLLM take response_format json_schema; llama-cpp-python's server
+                    # only json_object + schema (and says so with a 500): downgrade once per server.
+                    if not (params.json_schema and endpoint.chat and endpoint.base_url not in self._json_object
+                            and exc.status_code in (400, 422, 500) and "response_format" in exc.message):
+                        raise
+                    self._json_object.add(endpoint.base_url)
+                    response = await self._request(client, endpoint, messages, params, seed)
             except openai.BadRequestError as exc:
                 if "seed" in exc.message.lower() and endpoint.base_url not in self._no_seed:
                     self._no_seed.add(endpoint.base_url)  # the server does not take seeds: go without
@@ -157,6 +168,12 @@ class OpenAICompatBackend:
         extra: dict[str, Any] = {}
         if endpoint.base_url not in self._no_seed:
             extra["seed"] = seed
+        if params.json_schema and endpoint.chat:
+            schema = json.loads(params.json_schema)
+            extra["response_format"] = (
+                {"type": "json_object", "schema": schema} if endpoint.base_url in self._json_object
+                else {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+            )
         if endpoint.chat:
             return await client.chat.completions.create(
                 model=endpoint.served_name,
