@@ -290,7 +290,7 @@ def _check_rules(graph: Graph, rules: Rules) -> None:
         raise AgentReplyError(f"R6: the output node {rules.output_id!r} must keep model {rules.output_model} and role "
                               f"{rules.output_role} (the reply has {out.model}, {out.role})")
     for n in graph.nodes:
-        if n.model not in rules.models:
+        if n.id != rules.output_id and n.model not in rules.models:  # the output is checked by R6 above
             raise AgentReplyError(f"node {n.id!r} uses model {n.model!r}, which is not among {', '.join(rules.models)}")
     try:
         graph.validate()
