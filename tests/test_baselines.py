@@ -156,7 +156,11 @@ def test_textgrad_uses_a_random_mix_the_stripped_prompt_and_a_half_table() -> No
     assert calls == []  # no agent initialization
     assert first[0].meta["source"] == "random-mix"
     opt.tell([score(0, first[0], 0.5)])
-    asyncio.run(opt.ask())
+    second = asyncio.run(opt.ask())
+    # the echo agent's reply (the graph it was shown) is accepted even though the output model
+    # (llama-3.2-3b) is not among the workers' models
+    assert second[0].meta["source"] == "agent", second[0].meta
+    assert len(calls) == 1
     prompt = calls[0][-1]["content"]
     assert "What pilot studies found" not in prompt
     assert "R1." not in prompt and "R4." not in prompt and "R5. The graph must stay acyclic." in prompt
