@@ -381,7 +381,7 @@ class BenchConfig:
     seeds: int = 3
     iterations: int = 4
     batch: int = 2
-    agent: str | None = None  # agent model for LLM-driven optimizers; default: the pool's output model
+    agent: str | None = None  # agent model of LLM-driven optimizers; default: the pool's largest chat model
     test_limit: int | None = 20
     out: Path = Path("bench-out")
     cache: Path | None = None  # None = no cache (tests); the CLI passes the shared default
@@ -445,7 +445,9 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
     pool = load_pool(config.models)
     budget = make_budget(config, pool, task.lengths)
     space = SearchSpace(pool, task.lengths, budget, temperature=config.temperature)
-    agent_model = config.agent or pool.output
+    from ttsgraph.search.agent_reinforce import default_agent
+
+    agent_model = config.agent or default_agent(pool)  # what `ttsgraph search` uses too
     if any(n in AGENT_OPTIMIZERS for n in config.optimizers):
         pool.spec(agent_model)  # an unknown agent model fails here, not after an hour of search
     if fake_backend is None:
@@ -458,39 +460,41 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
     config.out.mkdir(parents=True, exist_ok=True)
     emit = progress or (lambda event, info: None)
 
-    rows: list[BenchRow] = []
-    if config.baselines:
-        rows += await run_baselines(backend, task, pool, space, test_items, params, config.concurrency, emit)
-    executor = Executor(backend, pool, task, params=params, concurrency=config.concurrency)
-    for name in config.optimizers:
-        runs = []
-        for seed in range(config.seeds):
-            emit("stage", {"name": f"{name} seed {seed}", "total": config.iterations * config.batch + len(test_items)})
-            run = await run_study(config, name, seed, task, pool, space, backend, params, agent_model, emit)
-            t0 = time.perf_counter()
-            graph = Graph.from_dict(run.graph)
-            results = await executor.run_items(graph, test_items, on_result=lambda r: emit("item", {}))
-            summary = summarize(results, graph, pool, task)
-            run.test_correct = [bool(r.correct) for r in results]
-            run.test_errors = summary.errors
-            run.test_seconds = time.perf_counter() - t0
-            run.backend_calls += summary.backend_calls
-            run.cache_hits += summary.cache_hits
-            runs.append(run)
-            emit("done", {"name": f"{name} seed {seed}"})
-        rows.append(aggregate(name, runs))
-    best, comparisons = compare(rows)
-    curves = {r.name: [run.curve for run in r.runs] for r in rows if r.kind == "optimizer"}
-    plot = plot_curves(curves, config.out / "bench_curves.png",
-                       f"{task.name}, budget {budget.units:.2f} units, {config.iterations}×{config.batch} evaluations")
-    result = BenchResult(config.to_dict() | {"budget_units": budget.units, "node_budget": space.node_budget,
-                                             "pool": pool.name, "agent_model": agent_model},
-                         rows, comparisons, best, [str(i.id) for i in test_items], str(plot),
-                         time.perf_counter() - started)
-    (config.out / "bench.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
-    aclose = getattr(getattr(backend, "inner", backend), "aclose", None)
-    if callable(aclose):
-        await aclose()
+    try:
+        rows: list[BenchRow] = []
+        if config.baselines:
+            rows += await run_baselines(backend, task, pool, space, test_items, params, config.concurrency, emit)
+        executor = Executor(backend, pool, task, params=params, concurrency=config.concurrency)
+        for name in config.optimizers:
+            runs = []
+            for seed in range(config.seeds):
+                emit("stage", {"name": f"{name} seed {seed}", "total": config.iterations * config.batch + len(test_items)})
+                run = await run_study(config, name, seed, task, pool, space, backend, params, agent_model, emit)
+                t0 = time.perf_counter()
+                graph = Graph.from_dict(run.graph)
+                results = await executor.run_items(graph, test_items, on_result=lambda r: emit("item", {}))
+                summary = summarize(results, graph, pool, task)
+                run.test_correct = [bool(r.correct) for r in results]
+                run.test_errors = summary.errors
+                run.test_seconds = time.perf_counter() - t0
+                run.backend_calls += summary.backend_calls
+                run.cache_hits += summary.cache_hits
+                runs.append(run)
+                emit("done", {"name": f"{name} seed {seed}"})
+            rows.append(aggregate(name, runs))
+        best, comparisons = compare(rows)
+        curves = {r.name: [run.curve for run in r.runs] for r in rows if r.kind == "optimizer"}
+        plot = plot_curves(curves, config.out / "bench_curves.png",
+                           f"{task.name}, budget {budget.units:.2f} units, {config.iterations}×{config.batch} evaluations")
+        result = BenchResult(config.to_dict() | {"budget_units": budget.units, "node_budget": space.node_budget,
+                                                 "pool": pool.name, "agent_model": agent_model},
+                             rows, comparisons, best, [str(i.id) for i in test_items], str(plot),
+                             time.perf_counter() - started)
+        (config.out / "bench.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    finally:
+        aclose = getattr(backend, "aclose", None)  # the cache file and any HTTP clients
+        if callable(aclose):
+            await aclose()
     return result
 
 

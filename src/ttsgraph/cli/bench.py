@@ -76,7 +76,7 @@ def bench_command(
     seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per optimizer (0..N-1)."),
     iterations: int = typer.Option(4, "--iterations", min=1, help="Asks per study."),
     batch: int = typer.Option(2, "--batch", min=1, help="Search items per iteration (evaluation budget = iterations × batch)."),
-    agent: str | None = typer.Option(None, "--agent", help="Agent model of agent-reinforce/textgrad/hybrid (a pool model); default: the pool's output model."),
+    agent: str | None = typer.Option(None, "--agent", help="Agent model of agent-reinforce/textgrad/hybrid (a pool model); default: the pool's largest chat model."),
     test_limit: int | None = typer.Option(20, "--test-limit", min=1, help="Test items every row is scored on."),
     out_dir: Path | None = typer.Option(None, "--out", help="Directory for run dirs, bench.json and the PNG (default: bench-<task>-<time>)."),
     cache: Path | None = typer.Option(None, "--cache", help="Shared response cache (default: ~/.cache/ttsgraph/responses.sqlite)."),
