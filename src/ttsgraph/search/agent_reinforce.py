@@ -151,6 +151,10 @@ class AgentReinforce(Optimizer):
 
     # ------------------------------------------------------------------------------------------
     def _resolve_profile(self, profile: Any, task: Any) -> dict[str, Any] | None:
+        if isinstance(profile, str) and profile:
+            from ttsgraph.profile import load_profile
+
+            return load_profile(profile).to_dict()
         if profile is not None:
             return profile.to_dict() if hasattr(profile, "to_dict") else dict(profile)
         if task is None:
@@ -483,6 +487,7 @@ class AgentReinforce(Optimizer):
             "retry_count": self.retry_count,
             "fallbacks": self.fallbacks,
             "agent": self.client.state_dict(),
+            "profile": self.profile,
         })
         return state
 
@@ -501,6 +506,8 @@ class AgentReinforce(Optimizer):
         self.retry_count = int(state.get("retry_count", 0))
         self.fallbacks = list(state.get("fallbacks", []))
         self.client.load_state_dict(state.get("agent", {}))
+        if "profile" in state:
+            self.profile = state["profile"]
         self._pending = None
         self._rng_before = None
 

@@ -1,0 +1,158 @@
+"""`ttsgraph profile`: the Insight-1 table for a task and pool (each model alone, equal-budget mixes).
+
+Measured once and reused: the profile is stored as JSON (in `--out RUN/profile.json` or under
+`~/.cache/ttsgraph/profiles/`) keyed by task, pool, items, seed and sampling settings; a second
+identical command prints the stored table without calling any model (`--refresh` re-measures).
+Agent-REINFORCE's initialization finds it by task and pool. `--preset paper` prints the paper's
+own table (SPEC §5) instead of measuring, for the paper's pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ttsgraph.cli.app import app
+from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out
+from ttsgraph.errors import TaskError, TtsGraphError
+from ttsgraph.llm.base import SamplingParams
+from ttsgraph.profile import (
+    Profile,
+    load_profile,
+    measure_profile,
+    paper_profile,
+    profile_key,
+    profile_path,
+    save_profile,
+)
+
+
+def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise TaskError(f"task option {pair!r} must look like KEY=VALUE")
+        value: Any = raw
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+        options[key.strip()] = value
+    return options
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{100 * float(x):.0f}%"
+
+
+def print_profile(prof: Profile, path: Path | None, reused: bool) -> None:
+    title = f"profile — {prof.task}{' (' + prof.task_config + ')' if prof.task_config else ''}, pool {prof.pool}"
+    table = Table(title=title)
+    for col in ("graph", "accuracy", "95% CI", "correct / scored", "errors"):
+        table.add_column(col, justify="left" if col == "graph" else "right")
+    for model, row in prof.singles.items():
+        ci = row.get("ci")
+        table.add_row(f"{model} alone", _pct(row.get("accuracy")), f"{_pct(ci[0])}–{_pct(ci[1])}" if ci else "",
+                      f"{row.get('correct', '')} / {row.get('scored', '')}", str(row.get("errors", "")))
+    for row in prof.mixes:
+        ci = row.get("ci")
+        label = " + ".join(f"{n}×{m}" for m, n in row["counts"].items())
+        table.add_row(label, _pct(row.get("accuracy")), f"{_pct(ci[0])}–{_pct(ci[1])}" if ci else "",
+                      f"{row.get('correct', '')} / {row.get('scored', '')}", str(row.get("errors", "")))
+    out.print(table)
+    line = f"{prof.source} on {prof.items} search items"
+    if prof.mix_budget:
+        line += f"; mixes at equal budget ({prof.mix_budget})"
+    if prof.lengths:
+        line += f"; lone calls average {prof.lengths['prompt']:.0f} prompt / {prof.lengths['answer']:.0f} answer tokens"
+    out.print(line)
+    if path is not None:
+        out.print(f"{'reused' if reused else 'stored'}: {path}")
+
+
+@app.command("profile")
+@handle_errors
+def profile_command(
+    task: str = typer.Option(..., "--task", "-t", help="Task name, e.g. arithmetic, math500, mmlu:anatomy, jsonl:PATH."),
+    option: list[str] = typer.Option(None, "--option", "-o", help="Task option KEY=VALUE (repeatable)."),
+    models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or a models.toml; default local."),
+    items: int = typer.Option(5, "--items", "-n", min=1, help="Search items per graph."),
+    mixes: int = typer.Option(4, "--mixes", min=0, help="How many equal-budget mixes to score besides the single models."),
+    mix_nodes: int | None = typer.Option(None, "--mix-nodes", min=1, help="Node budget b of the mixes (default: largest model cost up to 9, at least 3)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the item choice and the mixes' random graphs."),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Max tokens per node."),
+    temperature: float = typer.Option(0.1, "--temperature", min=0.0, help="Sampling temperature of every node."),
+    concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, help="Simultaneous calls per serving backend."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Store as OUT/profile.json (default: ~/.cache/ttsgraph/profiles/)."),
+    cache: Path | None = typer.Option(None, "--cache", help="Response cache file (default: ~/.cache/ttsgraph/responses.sqlite)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Call the backends for every node; store nothing."),
+    refresh: bool = typer.Option(False, "--refresh", help="Measure again even if a stored profile matches."),
+    preset: str | None = typer.Option(None, "--preset", help="'paper': the paper's Insight-1 table instead of measuring."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Score each pool model alone and a few equal-budget mixes on search items (Insight 1); store and reuse."""
+    from ttsgraph.llm.cache import default_cache_path
+    from ttsgraph.llm.router import build_backend, check_bindings
+    from ttsgraph.tasks import load_task
+
+    pool = get_pool(models)
+    if preset is not None:
+        if preset != "paper":
+            raise TtsGraphError(f"unknown preset {preset!r}; available: paper")
+        prof = paper_profile(task, pool)
+        if prof is None:
+            raise TtsGraphError(f"the paper has no Insight-1 numbers for task {task!r} with pool {pool.name!r} "
+                                "(it covers math500, mmlu and humaneval with the Llama models of the paper pool)")
+        if as_json:
+            emit_json({**prof.to_dict(), "path": None, "reused": False})
+        else:
+            print_profile(prof, None, False)
+        return
+    task_obj = load_task(task, **_parse_options(option))
+    params = SamplingParams(temperature=temperature, max_tokens=max_tokens)
+    key = profile_key(task_obj, pool, items=items, seed=seed, params=params, mixes=mixes, mix_nodes=mix_nodes)
+    path = profile_path(task_obj, pool, key, out_dir)
+    reused = False
+    prof: Profile | None = None
+    if path.is_file() and not refresh:
+        stored = load_profile(path)
+        if stored.key == key:
+            prof, reused = stored, True
+    if prof is None:
+        check_bindings(pool)
+        backend = build_backend(pool, None if no_cache else (cache or default_cache_path()))
+        progress = Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=as_json)
+        with progress:
+            bar = progress.add_task("profiling", total=None)
+
+            def on_progress(label: str, done: int, total: int) -> None:
+                progress.update(bar, completed=done, total=total, description=label)
+
+            async def main() -> Profile:
+                try:
+                    return await measure_profile(task_obj, pool, backend, items=items, seed=seed, mixes=mixes,
+                                                 mix_nodes=mix_nodes, params=params, concurrency=concurrency,
+                                                 progress=on_progress)
+                finally:
+                    aclose = getattr(backend, "aclose", None)
+                    if callable(aclose):
+                        await aclose()
+
+            prof = asyncio.run(main())
+        save_profile(prof, path)
+    if as_json:
+        emit_json({**prof.to_dict(), "path": str(path), "reused": reused})
+    else:
+        print_profile(prof, path, reused)
+
+
+__all__ = ["profile_command", "print_profile"]
