@@ -80,7 +80,7 @@ def start_llama_server(
     model_path: Path | None = None,
     alias: str = "smollm2-135m",
     port: int | None = None,
-    n_threads: int = 2,
+    n_threads: int = 1,
     extra_args: tuple[str, ...] = (),
     ready_timeout: float = 180.0,
 ) -> LlamaServer:
@@ -150,6 +150,12 @@ def bind_to_server(pool, server: LlamaServer, model: str = "smollm2-135m"):  # t
     from ttsgraph.models import Binding, with_binding
 
     return with_binding(pool, model, Binding("openai", base_url=server.base_url, served_name=server.alias))
+
+
+@pytest.fixture
+def bind_server() -> Callable[..., object]:
+    """`bind_to_server` as a fixture (test modules cannot import conftest under importlib mode)."""
+    return bind_to_server
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import bind_to_server
 from ttsgraph.errors import BackendError
-from ttsgraph.executor import ItemResult, Executor, summarize
+from ttsgraph.executor import Executor, ItemResult, summarize
 from ttsgraph.graph import Graph, Node, parallel
 from ttsgraph.llm.base import SamplingParams
 from ttsgraph.llm.openai_compat import Endpoint, OpenAICompatBackend
@@ -67,9 +66,9 @@ def test_parallel_identical_nodes_get_samples_0_and_1_and_rerun_is_cached(server
     assert [r.output_text for r in second] == [r.output_text for r in first]
 
 
-def test_killed_server_gives_errors_with_reasons(llama_server_factory) -> None:  # type: ignore[no-untyped-def]
+def test_killed_server_gives_errors_with_reasons(llama_server_factory, bind_server) -> None:  # type: ignore[no-untyped-def]
     server = llama_server_factory()
-    pool = bind_to_server(load_pool("local"), server)
+    pool = bind_server(load_pool("local"), server)
     pool = replace(pool, models=[SMOL])
     task = load_task("arithmetic")
     items = task.items("search")[:5]

@@ -103,9 +103,9 @@ def derive_seed(model: str, messages: list[Message], params: SamplingParams, sam
     return int(sample_key(model, messages, params, sample)[:8], 16) & 0x7FFFFFFF
 
 
-BASE_MODEL_STOPS: tuple[str, ...] = ("\n\n\n", "\nQuestion:", "\nProblem:", "\nUser:", "\nQ:")
-"""Stop sequences for base (non-chat) models: without a chat template they would otherwise go on
-to invent the next question."""
+BASE_MODEL_STOPS: tuple[str, ...] = ("\n\n", "\nQuestion:", "\nProblem:", "\nUser:", "\nQ:")
+"""Stop sequences for base (non-chat) models: without a chat template they go on to invent the
+next question after their answer, usually after a blank line. One paragraph is the answer."""
 
 
 def render_completion_prompt(messages: list[Message]) -> str:

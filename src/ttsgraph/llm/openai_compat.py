@@ -16,9 +16,7 @@ import random
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from ttsgraph.errors import BackendError
 from ttsgraph.llm.base import (
@@ -29,6 +27,17 @@ from ttsgraph.llm.base import (
     derive_seed,
     render_completion_prompt,
 )
+
+if TYPE_CHECKING:
+    import openai
+
+
+def _openai() -> Any:
+    """The `openai` package, imported on first use: it takes seconds to import, and most commands
+    (those on the embedded models) never need it."""
+    import openai
+
+    return openai
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class Endpoint:
 
 
 def _retriable(exc: BaseException) -> bool:
+    openai = _openai()
     if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError)):
         return True
     if isinstance(exc, openai.APIStatusError):
@@ -63,6 +73,7 @@ def _retriable(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
+    openai = _openai()
     if isinstance(exc, openai.APITimeoutError):
         return "request timed out"
     if isinstance(exc, openai.APIConnectionError):
@@ -95,17 +106,17 @@ class OpenAICompatBackend:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self._clients: dict[tuple[str, str, int], openai.AsyncOpenAI] = {}
+        self._clients: dict[tuple[str, str, int], "openai.AsyncOpenAI"] = {}
         self._no_seed: set[str] = set()  # base URLs that rejected the `seed` parameter
         self._json_object: set[str] = set()  # base URLs that want {"type": "json_object", "schema": ...}
         self._no_usage_warned: set[str] = set()
 
-    def _client(self, endpoint: Endpoint, model: str) -> openai.AsyncOpenAI:
+    def _client(self, endpoint: Endpoint, model: str) -> "openai.AsyncOpenAI":
         # One client per (server, key, event loop): httpx connection pools belong to one loop.
         key = (endpoint.base_url, endpoint.api_key(model), id(asyncio.get_running_loop()))
         client = self._clients.get(key)
         if client is None:
-            client = openai.AsyncOpenAI(
+            client = _openai().AsyncOpenAI(
                 base_url=endpoint.base_url, api_key=key[1], timeout=self.timeout, max_retries=0
             )
             self._clients[key] = client
@@ -117,6 +128,7 @@ class OpenAICompatBackend:
         endpoint = self.endpoints.get(model)
         if endpoint is None:
             raise BackendError(f"no OpenAI-compatible endpoint configured (known: {', '.join(self.endpoints)})", model=model)
+        openai = _openai()
         client = self._client(endpoint, model)
         seed = derive_seed(model, messages, params, sample)
         last = "no attempt made"
@@ -159,7 +171,7 @@ class OpenAICompatBackend:
 
     async def _request(
         self,
-        client: openai.AsyncOpenAI,
+        client: "openai.AsyncOpenAI",
         endpoint: Endpoint,
         messages: list[Message],
         params: SamplingParams,
