@@ -73,7 +73,7 @@ def test_killed_server_gives_errors_with_reasons(llama_server_factory, bind_serv
     task = load_task("arithmetic")
     items = task.items("search")[:5]
     g = Graph([Node("out", SMOL)], [], "out")
-    backend = build_backend(pool, None, timeout=5, retries=1, backoff=0.05)
+    backend = build_backend(pool, None, timeout=120, retries=1, backoff=0.05)  # refused connections fail fast
     ex = Executor(backend, pool, task, params=SamplingParams(max_tokens=8), concurrency=1, items_in_flight=1)
     done: list[ItemResult] = []
 
