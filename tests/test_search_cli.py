@@ -131,11 +131,16 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, cli):
     assert again["evaluations"] == first["evaluations"]
 
 
+def ttsgraph_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "ttsgraph"
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from ttsgraph.cli import app; app()"]
+
+
 @pytest.mark.integration
 def test_real_small_search_on_the_embedded_models(tmp_path):
     """Random search, 3 iterations × 2 items, on SmolLM2 + Gemma-3-270M (arithmetic)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "ttsgraph", "search", "--task", "arithmetic", "--budget-nodes", "2",
+        [*ttsgraph_cmd(), "search", "--task", "arithmetic", "--budget-nodes", "2",
          "--optimizer", "random", "--iterations", "3", "--batch", "2", "--test-limit", "2", "--max-tokens", "24",
          "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"), "--concurrency", "2", "--json"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,

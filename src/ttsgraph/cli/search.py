@@ -10,9 +10,12 @@ interrupted process had already asked comes back for free.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from rich.text import Text
 
 from ttsgraph.cli.app import app
 from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out
-from ttsgraph.cost import Budget
+from ttsgraph.cost import Budget, TaskLengths
 from ttsgraph.errors import BudgetError, TaskError, TtsGraphError
 from ttsgraph.graph_io import to_text
 from ttsgraph.llm.base import SamplingParams
@@ -34,12 +37,6 @@ from ttsgraph.llm.router import build_backend, check_bindings
 from ttsgraph.search.space import SearchSpace
 from ttsgraph.store import RunStore
 from ttsgraph.study import OBJECTIVES, SELECTIONS, Study, StudyResult
-
-# Options a resumed run takes from the store; the command line may not change them.
-_FROZEN = ("task", "task_options", "models", "budget", "budget_nodes", "optimizer", "optimizer_options", "agent",
-           "proposal", "iterations", "batch", "seed", "select", "objective", "latency_weight", "test_limit",
-           "max_tokens", "temperature", "output_model", "race", "race_items")
-
 
 def parse_pairs(pairs: list[str] | None, what: str) -> dict[str, Any]:
     """KEY=VALUE pairs; ints, floats and true/false are converted, the rest stays text."""
@@ -149,6 +146,8 @@ def build_study(cfg: dict[str, Any], store: RunStore, cache: Path | None, concur
     from ttsgraph.tasks import load_task
 
     task = load_task(cfg["task"], **cfg["task_options"])
+    if cfg.get("lengths"):  # pinned when the run was created: a resumed run keeps its budget's meaning
+        task.lengths = TaskLengths(*map(float, cfg["lengths"]))
     pool = get_pool(cfg["models"])
     if cfg.get("budget_nodes") is not None:
         budget = Budget.from_nodes(int(cfg["budget_nodes"]), pool, task.lengths)
@@ -211,7 +210,7 @@ def search_command(
     batch: int = typer.Option(3, "--batch", "-n", min=1, help="Search items per iteration."),
     seed: int = typer.Option(0, "--seed", help="Seed of the optimizer and of the item stream."),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<task>-<optimizer>-<budget>-s<seed>)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from where it stopped."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from where it stopped, with its stored settings (only --cache, --no-cache, --concurrency, --json apply)."),
     select: str = typer.Option("best", "--select", help="Which graph to return: best | last | pareto."),
     objective: str = typer.Option("accuracy", "--objective", help="accuracy | accuracy-latency."),
     latency_weight: float = typer.Option(0.0, "--latency-weight", min=0.0, help="λ of accuracy − λ·latency/latency_ref."),
@@ -266,13 +265,14 @@ def search_command(
                 _remove_run(out_dir)
             raise
         if not resume:
+            cfg["lengths"] = [study.task.lengths.prompt, study.task.lengths.answer]
             store.set_config("search", cfg)
             store.set_config("space", study.space.describe())
             store.set_config("pool", study.pool.to_dict())
             store.set_config("command", sys.argv[1:])
         store.set_config("cache", str(cache_path) if cache_path else None)
         display = Display(cfg, study.space.budget.units, enabled=not as_json)
-        with display:
+        with display, _stdout_to_stderr(as_json):
             result = asyncio.run(_run(study, display))
     finally:
         store.close()
@@ -280,6 +280,28 @@ def search_command(
         emit_json(result.to_dict())
     else:
         print_result(result, study)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """With --json, stdout must hold only the JSON object: while the study runs, file descriptor 1
+    points at stderr, so native libraries (llama.cpp) printing to stdout cannot corrupt it."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no real stdout (e.g. captured by a test runner): nothing native can reach it
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _remove_run(path: Path) -> None:
