@@ -43,15 +43,22 @@ class Exchange:
     schema: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
+    _FIELDS = ("kind", "iteration", "messages", "reply", "seconds", "wall", "ok", "error", "attempt", "cached",
+               "schema")
+
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "iteration": self.iteration, "messages": self.messages, "reply": self.reply,
-                "seconds": self.seconds, "wall": self.wall, "ok": self.ok, "error": self.error,
-                "attempt": self.attempt, "cached": self.cached, "schema": self.schema, "meta": self.meta}
+        """Flat dict (the store keeps the fields it knows and files the rest, `meta` included,
+        as the entry's meta)."""
+        d = {k: getattr(self, k) for k in self._FIELDS}
+        d.update({k: v for k, v in self.meta.items() if k not in d})
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Exchange:
-        return cls(**{k: d[k] for k in ("kind", "iteration", "messages", "reply", "seconds", "wall", "ok", "error",
-                                         "attempt", "cached", "schema", "meta") if k in d})
+        known = {k: d[k] for k in cls._FIELDS if k in d}
+        meta = dict(d.get("meta") or {})
+        meta.update({k: v for k, v in d.items() if k not in cls._FIELDS and k != "meta"})
+        return cls(**known, meta=meta)
 
 
 class AgentClient:

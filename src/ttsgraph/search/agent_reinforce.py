@@ -141,7 +141,8 @@ class AgentReinforce(Optimizer):
         self.turns: list[dict[str, str]] = []  # accepted (prompt, reply) pairs, for the history
         self.last: dict[str, Any] = {}  # accuracy, latency, scored of the last scored graph
         self.note: str | None = None  # told to the agent next round (budget repair)
-        self.round = 0
+        self.round = 0  # graphs scored by the batch (initial + update rounds)
+        self.iteration = 0  # completed ask/tell rounds = the study's iteration of the next ask
         self.retry_count = 0
         self.fallbacks: list[dict[str, Any]] = []
         # ---- what the last ask computed, committed by tell ----
@@ -193,6 +194,7 @@ class AgentReinforce(Optimizer):
         super().tell(evaluations)
         pending, self._pending = self._pending, None
         self._rng_before = None
+        self.iteration += 1
         if pending is None:
             raise TtsGraphError("agent-reinforce: tell() without a pending ask()")
         self.picked = pending.get("picked", self.picked)
@@ -267,7 +269,8 @@ class AgentReinforce(Optimizer):
         for attempt in range(self.retries + 1):
             try:
                 text, _ = await self.client.ask(messages, schema, kind="init" if not attempt else "init-retry",
-                                                iteration=0, attempt=attempt, max_tokens=self._max_tokens(messages))
+                                                iteration=self.iteration, attempt=attempt,
+                                                max_tokens=self._max_tokens(messages))
             except BackendError as exc:
                 return None, retries, f"agent call failed: {exc.reason}"
             try:
@@ -358,7 +361,7 @@ class AgentReinforce(Optimizer):
 
     async def _ask_update(self) -> list[Proposal]:
         assert self.view is not None
-        iteration = self.round
+        iteration = self.iteration
         rows = self._table_rows()
         out = self._output_node()
         user = P.update_prompt(task=self.task_name, counts={m: k for m, k in self.counts.items() if k > 0},
@@ -395,7 +398,7 @@ class AgentReinforce(Optimizer):
                                        {"role": "user", "content": P.retry_prompt(why, json_reply=self.json_reply)}]
         table = dict(self.table)
         fallbacks: list[dict[str, Any]] = []
-        meta: dict[str, Any] = {"phase": "update", "round": iteration, "attempts": retries + 1,
+        meta: dict[str, Any] = {"phase": "update", "round": self.round, "attempts": retries + 1,
                                 "agent": self.agent_model}
         if reply is not None:
             for (u, v), p in reply.table.items():
@@ -413,7 +416,7 @@ class AgentReinforce(Optimizer):
             graph = self._sample(table, self.view)
             meta["source"] = "fallback-sample"
             meta["fallback"] = why
-            fallbacks.append({"phase": "update", "round": iteration, "reason": why})
+            fallbacks.append({"phase": "update", "round": self.round, "iteration": iteration, "reason": why})
             self.client.annotate(fallback="sampled the next graph from the current edge table")
         # budget repair: removed nodes leave the required counts
         repaired, removed = self.space.repair(graph)
@@ -454,6 +457,12 @@ class AgentReinforce(Optimizer):
             pg.fixed = [by_id[i] for i in pg.ids]
         pg.set_edge_table({(u, v): table.get(P.edge_key(u, v), 0.0) for u, v in pg.potential})
         graph, _ = pg.sample(self.rng)
+        # the sampler prunes workers it left unconnected; keep them (isolated) in the agent's view
+        present = set(graph.ids)
+        missing = [Node(i, by_id[i]) for i in pg.ids if i not in present and i in by_id]
+        if missing:
+            workers_now = [n for n in graph.nodes if n.id != graph.output]
+            graph = Graph(workers_now + missing + [graph.node(graph.output)], list(graph.edges), graph.output)
         return graph
 
     # ------------------------------------------------------------------------------------------
@@ -484,6 +493,7 @@ class AgentReinforce(Optimizer):
             "last": self.last,
             "note": self.note,
             "round": self.round,
+            "iteration": self.iteration,
             "retry_count": self.retry_count,
             "fallbacks": self.fallbacks,
             "agent": self.client.state_dict(),
@@ -503,6 +513,7 @@ class AgentReinforce(Optimizer):
         self.last = dict(state.get("last", {}))
         self.note = state.get("note")
         self.round = int(state.get("round", 0))
+        self.iteration = int(state.get("iteration", 0))
         self.retry_count = int(state.get("retry_count", 0))
         self.fallbacks = list(state.get("fallbacks", []))
         self.client.load_state_dict(state.get("agent", {}))

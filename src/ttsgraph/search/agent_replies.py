@@ -26,7 +26,7 @@ from ttsgraph.graph_io import from_text
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef]")
 _TABLE_LINE = re.compile(
-    r"src\s*=\s*['\"]?(?P<src>[^,'\"\s)]+)['\"]?[^,]*,\s*dst\s*=\s*['\"]?(?P<dst>[^,'\"\s)]+)['\"]?[^,]*,\s*"
+    r"src\s*=\s*['\"]?(?P<src>[^,'\"\s]+)['\"]?\s*,\s*dst\s*=\s*['\"]?(?P<dst>[^,'\"\s]+)['\"]?\s*,\s*"
     r"prob\s*=\s*(?P<p>-?[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)",
     re.IGNORECASE,
 )

@@ -1,0 +1,56 @@
+"""AgentClient: schema passed to the backend, every call audited (failed and rejected ones too)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from ttsgraph.errors import BackendError
+from ttsgraph.llm.fake import ScriptedBackend
+from ttsgraph.search.agent import AgentClient, Exchange
+
+MSGS = [{"role": "system", "content": "s"}, {"role": "user", "content": "pick"}]
+
+
+def test_ask_passes_the_schema_and_logs_the_exchange() -> None:
+    backend = ScriptedBackend(['{"picks": [0, 1]}'])
+    client = AgentClient(backend, "smollm2-135m")
+    schema = {"type": "object", "properties": {"picks": {"type": "array"}}}
+    text, seconds = asyncio.run(client.ask(MSGS, schema, kind="init", iteration=0, max_tokens=77))
+    assert text == '{"picks": [0, 1]}' and seconds >= 0
+    params = backend.calls[0].params
+    assert json.loads(params.json_schema) == schema and params.max_tokens == 77 and params.temperature == 0.1
+    (ex,) = client.drain()
+    assert (ex.kind, ex.ok, ex.reply, ex.schema, ex.messages) == ("init", True, text, True, MSGS)
+    assert client.drain() == []  # drained once
+    assert client.calls == 1
+
+
+def test_rejected_and_failed_calls_stay_in_the_log_with_reasons() -> None:
+    replies = iter(["not json", BackendError("server down", model="m")])
+    backend = ScriptedBackend(lambda model, messages, sample: next(replies))
+    client = AgentClient(backend, "m")
+    asyncio.run(client.ask(MSGS))
+    client.reject("no JSON object found in the reply")
+    client.annotate(fallback="sampled")
+    with pytest.raises(BackendError):
+        asyncio.run(client.ask(MSGS, attempt=1))
+    first, second = client.drain()
+    assert (first.ok, first.error, first.meta) == (False, "no JSON object found in the reply", {"fallback": "sampled"})
+    assert second.ok is False and second.reply is None and "server down" in (second.error or "")
+    assert second.attempt == 1
+
+
+def test_state_keeps_undrained_exchanges_and_counters() -> None:
+    client = AgentClient(ScriptedBackend(["a", "b"]), "m")
+    asyncio.run(client.ask(MSGS))
+    client.drain()
+    asyncio.run(client.ask(MSGS))
+    state = json.loads(json.dumps(client.state_dict()))
+    other = AgentClient(ScriptedBackend(["x"]), "m")
+    other.load_state_dict(state)
+    assert other.calls == 2 and other.total_wall == pytest.approx(client.total_wall)
+    assert [e.reply for e in other.drain()] == ["b"]
+    assert Exchange.from_dict(client.log[-1].to_dict()) == client.log[-1]
