@@ -77,9 +77,29 @@ def test_fit_never_returns_negative_speeds() -> None:
 
 def test_fit_with_one_or_two_measurements() -> None:
     one = fit_speed(SMOL, [CallSample(SMOL, 50, 20, 2.0)])
-    assert one.decode_tps == pytest.approx(10.0) and one.seconds(50, 20) == pytest.approx(2.0)
+    # 20 written + 50 read at the prior ratio = 25 decode-token equivalents in 2 s
+    assert one.decode_tps == pytest.approx(12.5) and one.prefill_tps == pytest.approx(125.0)
+    assert one.seconds(50, 20) == pytest.approx(2.0) and one.overhead == 0
     two = fit_speed(SMOL, [CallSample(SMOL, 50, 20, 2.0), CallSample(SMOL, 100, 40, 4.0)])
     assert two.seconds(75, 30) == pytest.approx(3.0)
+
+
+def test_constant_lengths_do_not_make_one_phase_free() -> None:
+    """Calls that all read ~40 and write 24 tokens (a max_tokens cap) with noisy times: the data
+    cannot separate reading from writing, so the prior ratio splits it and neither speed is infinite."""
+    samples = [CallSample(SMOL, p, 24, t) for p, t in [(40, 0.9), (41, 1.4), (42, 0.8), (40, 1.1)]]
+    s = fit_speed(SMOL, samples)
+    assert math.isfinite(s.prefill_tps) and math.isfinite(s.decode_tps)
+    assert s.prefill_tps == pytest.approx(10 * s.decode_tps)
+    assert s.seconds(41, 24) == pytest.approx(sum(t.seconds for t in samples) / 4, rel=0.05)
+
+
+def test_overhead_is_only_fitted_when_both_lengths_vary() -> None:
+    # completions always 24 tokens: an overhead would be indistinguishable from decoding them
+    samples = [CallSample(SMOL, p, 24, 0.5 + p / 100 + 24 / 50) for p in (20, 60, 120, 200)]
+    s = fit_speed(SMOL, samples)
+    assert s.overhead == 0 and s.prefill_tps == pytest.approx(100.0)
+    assert s.seconds(90, 24) == pytest.approx(0.5 + 0.9 + 24 / 50)
 
 
 def test_fit_without_usable_traces_is_an_error() -> None:
@@ -163,27 +183,31 @@ def test_estimate_of_an_unseen_graph_matches_the_executor() -> None:
 
 @pytest.mark.integration
 def test_embedded_model_speed_predicts_a_chain() -> None:
-    """Real SmolLM2: fit from single calls, predict a 2-node chain before running it."""
+    """Real SmolLM2: fit from single calls at two answer caps (so reading and writing can be told
+    apart), then predict a 2-node chain before running it."""
     from ttsgraph.llm.router import build_backend
 
     task = ArithmeticTask(seed=11, size=10)
     pool = load_pool("local")
     backend = build_backend(pool, None)
-    params = SamplingParams(max_tokens=24)
-    ex = Executor(backend, pool, task, params, concurrency=1)
-    items = task.items("search")[:4]
+    items = task.items("search")[:3]
     started = time.perf_counter()
-    fit_runs = asyncio.run(ex.run_items(single(SMOL), items))
+    short = Executor(backend, pool, task, SamplingParams(max_tokens=6), concurrency=1)
+    long = Executor(backend, pool, task, SamplingParams(max_tokens=24), concurrency=1)
+    fit_runs = asyncio.run(short.run_items(single(SMOL), items)) + asyncio.run(long.run_items(single(SMOL), items))
+    assert all(r.error is None for r in fit_runs), [r.error for r in fit_runs]
     lm = LatencyModel.from_traces(t for r in fit_runs for t in r.nodes)
     speed = lm.speed(SMOL)
-    assert 5 < speed.decode_tps < 2000, speed
-    lengths = observed_lengths((single(SMOL), r.nodes) for r in fit_runs)
+    assert speed.calls >= 2 and speed.seconds(50, 10) > 0, speed
+    assert math.isfinite(speed.decode_tps) or math.isfinite(speed.prefill_tps)
+    lengths = observed_lengths((single(SMOL), r.nodes) for r in fit_runs[len(items):])
     assert lengths is not None
     g = chain(2, SMOL)
     planned = estimate_latency(g, lengths, lm)
-    runs = asyncio.run(ex.run_items(g, items[:2]))
+    runs = asyncio.run(long.run_items(g, items[:2]))
     ok = [r for r in runs if r.error is None]
     assert ok, [r.error for r in runs]
     measured = sum(r.critical_path for r in ok) / len(ok)
-    assert planned == pytest.approx(measured, rel=0.6), (planned, measured)
-    assert time.perf_counter() - started < 120
+    # a 2-node chain costs about two single calls; the estimate must land within a factor of 2
+    assert measured / 2 <= planned <= measured * 2, (planned, measured, speed)
+    assert time.perf_counter() - started < 300

@@ -100,11 +100,27 @@ def _nnls3(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     return best
 
 
+#: Assumed prefill-to-decode speed ratio, used only when the traces cannot tell the two apart
+#: (every call read and wrote about the same number of tokens). Reading a token in a batch is
+#: typically an order of magnitude faster than generating one.
+PRIOR_PREFILL_RATIO = 10.0
+#: Relative spread (std / mean) below which a token count is treated as constant.
+MIN_SPREAD = 0.1
+
+
+def _spread(x: np.ndarray) -> float:
+    mean = float(np.mean(x))
+    return float(np.std(x)) / mean if mean > 0 else 0.0
+
+
 def fit_speed(model: str, samples: Iterable[CallSample]) -> ModelSpeed:
     """Fit one model's speed from its calls (duplicates, e.g. cache replays of one call, count once).
 
-    With fewer than three distinct measurements the three terms cannot be separated; then the
-    overhead is dropped and, with a single measurement, all its time is put on decoding.
+    Only what the traces can identify is fitted. A fixed per-call overhead is separable only when
+    both prompt and completion lengths vary (otherwise it is indistinguishable from the constant
+    one of them, and is set to 0). When neither varies (or there is a single call), the time is
+    split between reading and writing with `PRIOR_PREFILL_RATIO`, rather than letting noise decide
+    that one of them is free.
     """
     rows = sorted({(s.prompt_tokens, s.completion_tokens, s.seconds) for s in samples
                    if s.seconds > 0 and s.completion_tokens > 0})
@@ -112,10 +128,14 @@ def fit_speed(model: str, samples: Iterable[CallSample]) -> ModelSpeed:
         raise LatencyModelError(f"no usable traces for model {model!r} (need calls with seconds and tokens)")
     arr = np.array(rows, dtype=float)
     p, c, t = arr[:, 0], arr[:, 1], arr[:, 2]
-    if len(rows) == 1:
-        coef = np.array([0.0, 0.0, t[0] / c[0]])
+    vary_p, vary_c = _spread(p) >= MIN_SPREAD, _spread(c) >= MIN_SPREAD
+    if len(rows) < 2 or not (vary_p or vary_c):
+        work = c + p / PRIOR_PREFILL_RATIO  # decode-token equivalents
+        per = float(np.sum(work * t) / np.sum(work * work))
+        coef = np.array([0.0, per / PRIOR_PREFILL_RATIO, per])
     else:
-        cols = [np.ones_like(p), p, c] if len(rows) >= 3 else [np.zeros_like(p), p, c]
+        with_overhead = len(rows) >= 3 and vary_p and vary_c
+        cols = [np.ones_like(p) if with_overhead else np.zeros_like(p), p, c]
         coef, _ = _nnls3(np.column_stack(cols), t)
     overhead, per_prompt, per_decode = (float(v) for v in coef)
     if per_decode <= 0 and per_prompt <= 0 and overhead <= 0:
