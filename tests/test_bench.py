@@ -231,3 +231,21 @@ def test_cli_rejects_two_budgets(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["bench", "--budget", "5", "--budget-nodes", "2", "--optimizers", "random",
                                    "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "not both" in res.output
+
+
+def test_optimizer_options_reach_one_optimizer_or_all() -> None:
+    from ttsgraph.benchmark import optimizer_options
+    from ttsgraph.cli.bench import parse_optimizer_options
+    from ttsgraph.errors import TtsGraphError
+
+    opts = parse_optimizer_options(["reinforce:baseline=moving-average", "reinforce:lr=0.05", "edge_p=0.2"])
+    assert opts == {"reinforce": {"baseline": "moving-average", "lr": 0.05}, "*": {"edge_p": 0.2}}
+    config = BenchConfig(optimizers=("reinforce", "random"), optimizer_options=opts)
+    t = ArithmeticTask(seed=1, size=10)
+    assert optimizer_options("reinforce", ScriptedBackend([]), SMOL, config, t) == {
+        "edge_p": 0.2, "baseline": "moving-average", "lr": 0.05}
+    assert optimizer_options("random", ScriptedBackend([]), SMOL, config, t) == {"edge_p": 0.2}
+    with pytest.raises(TtsGraphError, match="KEY=VALUE"):
+        parse_optimizer_options(["reinforce:baseline"])
+    res = CliRunner().invoke(app, ["bench", "--optimizers", "random", "--opt", "tpe:n_startup=2", "--json"])
+    assert res.exit_code == 2 and "tpe" in res.output

@@ -391,6 +391,7 @@ class BenchConfig:
     agent_max_tokens: int = 768
     baselines: bool = True
     select: str = "best"
+    optimizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per optimizer name; "*" = all
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -421,6 +422,9 @@ def check_config(config: BenchConfig) -> None:
         raise TtsGraphError(f"optimizer {dup[0]!r} is listed twice")
     for name in config.optimizers:
         get_optimizer(name)  # raises naming the unknown one and the known ones
+    for name in config.optimizer_options:
+        if name != "*" and name not in config.optimizers:
+            raise TtsGraphError(f"optimizer options given for {name!r}, which is not among --optimizers")
     for key in ("seeds", "iterations", "batch", "concurrency", "max_tokens"):
         if getattr(config, key) < 1:
             raise TtsGraphError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(config, key)}")
@@ -501,9 +505,11 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
 def optimizer_options(name: str, backend: Backend, agent_model: str, config: BenchConfig, task: Any) -> dict[str, Any]:
     """Constructor options of one optimizer: LLM-driven ones talk to `agent_model` through the
     bench's backend (and its cache), about `task`."""
+    extra = {**config.optimizer_options.get("*", {}), **config.optimizer_options.get(name, {})}
     if name not in AGENT_OPTIMIZERS:
-        return {}
-    return {"backend": backend, "agent": agent_model, "task": task, "agent_max_tokens": config.agent_max_tokens}
+        return extra
+    return {"backend": backend, "agent": agent_model, "task": task, "agent_max_tokens": config.agent_max_tokens,
+            **extra}
 
 
 async def run_study(config: BenchConfig, name: str, seed: int, task: Any, pool: ModelPool, space: SearchSpace,

@@ -21,7 +21,21 @@ from ttsgraph.benchmark import DEFAULT_OPTIMIZERS, BenchConfig, BenchResult, run
 from ttsgraph.cli.app import app
 from ttsgraph.cli.common import console, emit_json, handle_errors, out
 from ttsgraph.cli.eval import parse_options
+from ttsgraph.errors import TtsGraphError
 from ttsgraph.llm.cache import default_cache_path
+
+
+def parse_optimizer_options(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
+    """`NAME:KEY=VALUE` (one optimizer) or `KEY=VALUE` (all) into {name or "*": {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs or []:
+        head, sep, rest = pair.partition("=")
+        name, colon, key = head.rpartition(":")
+        if not sep or not key.strip():
+            raise TtsGraphError(f"optimizer option {pair!r} must look like NAME:KEY=VALUE or KEY=VALUE")
+        value = parse_options([f"{key.strip()}={rest}"])
+        out.setdefault(name.strip() if colon else "*", {}).update(value)
+    return out
 
 
 def _pct(x: float | None) -> str:
@@ -76,6 +90,7 @@ def bench_command(
     seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per optimizer (0..N-1)."),
     iterations: int = typer.Option(4, "--iterations", min=1, help="Asks per study."),
     batch: int = typer.Option(2, "--batch", min=1, help="Search items per iteration (evaluation budget = iterations × batch)."),
+    opt: list[str] = typer.Option(None, "--opt", help="Optimizer option NAME:KEY=VALUE for one optimizer, or KEY=VALUE for all (repeatable), e.g. reinforce:baseline=moving-average."),
     agent: str | None = typer.Option(None, "--agent", help="Agent model of agent-reinforce/textgrad/hybrid (a pool model); default: the pool's largest chat model."),
     test_limit: int | None = typer.Option(20, "--test-limit", min=1, help="Test items every row is scored on."),
     out_dir: Path | None = typer.Option(None, "--out", help="Directory for run dirs, bench.json and the PNG (default: bench-<task>-<time>)."),
@@ -96,6 +111,7 @@ def bench_command(
         out=out_dir or Path(f"bench-{task.replace(':', '_').replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"),
         cache=None if no_cache else (cache or default_cache_path()), concurrency=concurrency, max_tokens=max_tokens,
         agent_max_tokens=agent_max_tokens, temperature=temperature, baselines=not no_baselines,
+        optimizer_options=parse_optimizer_options(opt),
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=as_json) as progress:
