@@ -120,6 +120,9 @@ class Task(ABC):
     fuser_instructions: str = "Keep the correct reasoning, drop repetition and state one final answer."
     # Cap on the characters of each predecessor answer shown to a node (tail kept); None = no cap.
     predecessor_chars: int | None = None
+    # True when grade() may run in a worker thread (no signal-based timeouts): HumanEval, whose
+    # grading waits on a sandboxed subprocess, can then be graded off the event loop.
+    thread_safe_grading: bool = False
 
     def __init__(self) -> None:
         self._splits: dict[str, list[Item]] | None = None

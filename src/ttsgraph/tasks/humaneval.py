@@ -63,6 +63,7 @@ class HumanEvalTask(Task):
     unsafe_exec, timeout (seconds per program), memory_mb."""
 
     grader = "sandbox"
+    thread_safe_grading = True
     persona = "an AI that replies only with Python code"
     answer_rule = "Write the complete function, with its signature and any imports, in one ```python code block."
     synthesis_rule = "Reply with the complete function in one ```python code block."
