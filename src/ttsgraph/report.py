@@ -29,7 +29,13 @@ from typing import Any
 from ttsgraph import plots
 from ttsgraph.errors import FileFormatError, GraphError, TtsGraphError
 from ttsgraph.graph import Graph
-from ttsgraph.latency import LatencyModel, LatencyModelError, estimate_latency, observed_lengths
+from ttsgraph.latency import (
+    LatencyModel,
+    LatencyModelError,
+    estimate_latency,
+    observed_lengths,
+    samples_from_traces,
+)
 from ttsgraph.pareto import on_front, pareto_front
 
 STORE_FILE = "run.sqlite"
@@ -207,11 +213,13 @@ def add_estimates(runs: Sequence[RunData]) -> None:
     full, lengths = latency_model_for(runs)
     if lengths is None:
         return
+    # samples per trial, converted once; each trial's fit uses everyone else's
+    per_trial = {(id(r), t.id): samples_from_traces(n for item in r.traces.get(t.id, []) for n in item)
+                 for r in runs for t in r.trials}
     for r in runs:
         for t in r.trials:
-            others = [n for r2 in runs for tid, items in r2.traces.items() if not (r2 is r and tid == t.id)
-                      for item in items for n in item]
-            model = LatencyModel.from_traces(others)
+            me = (id(r), t.id)
+            model = LatencyModel.fit(s for key, group in per_trial.items() if key != me for s in group)
             try:
                 t.estimated_latency = estimate_latency(t.graph, lengths, model)
             except LatencyModelError:
