@@ -306,3 +306,24 @@ def test_report_on_a_real_bench_directory(tmp_path: Path) -> None:
             assert summ is not None and summ["items"] == 5
             assert summ["accuracy"] == pytest.approx(sum(run.test_correct) / 5)
             assert summ["ci"][0] <= summ["accuracy"] <= summ["ci"][1]
+
+
+def test_graph_layout_puts_every_edge_left_to_right() -> None:
+    from ttsgraph.graph import fully_connected, parallel_chains, tree
+    from ttsgraph.plots import graph_layout
+
+    for g in (fully_connected([SMOL, GEMMA] * 3, GEMMA), parallel_chains(3, 2, SMOL, GEMMA), tree(2, 2, SMOL),
+              GRAPHS[-1]):
+        pos = graph_layout(g)
+        assert set(pos) == set(g.ids)
+        assert all(pos[u][0] < pos[v][0] for u, v in g.edges)
+        assert pos[g.output][0] == max(x for x, _ in pos.values())
+        assert len(set(pos.values())) == len(pos)  # no two nodes on one spot
+
+
+def test_best_so_far_is_monotone_per_iteration() -> None:
+    from ttsgraph.plots import TrialPoint, best_so_far
+
+    pts = [TrialPoint(i, it, "g", acc, 1.0, 1.0) for i, (it, acc) in
+           enumerate([(0, 0.2), (0, 0.5), (1, 0.3), (2, 0.9), (2, 0.1), (4, 0.4)])]
+    assert best_so_far(pts) == [(0, 0.5), (1, 0.5), (2, 0.9), (4, 0.9)]

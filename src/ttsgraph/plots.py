@@ -81,17 +81,29 @@ def draw_graph(graph: Graph, title: str = "", model_colours: Mapping[str, str] |
     xs = [p[0] for p in pos.values()] or [0.0]
     ys = [p[1] for p in pos.values()] or [0.0]
     width = max(4.0, 1.7 * (max(xs) - min(xs) + 1) + 1.5)
-    height = max(2.6, 0.95 * (max(ys) - min(ys) + 1) + 1.2)
+    spans = [abs(pos[v][0] - pos[u][0]) for u, v in graph.edges if u in pos and v in pos]
+    height = max(2.6, 0.95 * (max(ys) - min(ys) + 1) + 1.2 + 0.35 * max(spans, default=0))
     fig = Figure(figsize=(min(width, 14), min(height, 10)))
     ax = fig.add_subplot()
     cmap = dict(model_colours or colours([n.model for n in graph.nodes]))
     for m in {n.model for n in graph.nodes} - set(cmap):
         cmap[m] = PALETTE[len(cmap) % len(PALETTE)]
+    # edges that skip layers arc around the nodes between them, alternately above and below
+    long_edges = 0
+    max_span = 0.0
     for u, v in graph.edges:
-        if u in pos and v in pos:
-            ax.add_patch(FancyArrowPatch(pos[u], pos[v], arrowstyle="-|>", mutation_scale=14, color="#666",
-                                         shrinkA=17, shrinkB=17, lw=1.2, connectionstyle="arc3,rad=0.08",
-                                         zorder=1))
+        if u not in pos or v not in pos:
+            continue
+        span = abs(pos[v][0] - pos[u][0])
+        if span > 1 and abs(pos[v][1] - pos[u][1]) < 0.5:
+            rad = (1 if long_edges % 2 == 0 else -1) * min(0.45, 0.12 + 0.06 * span)
+            long_edges += 1
+            max_span = max(max_span, span)
+        else:
+            rad = 0.08
+        ax.add_patch(FancyArrowPatch(pos[u], pos[v], arrowstyle="-|>", mutation_scale=14, color="#666",
+                                     shrinkA=17, shrinkB=17, lw=1.1, connectionstyle=f"arc3,rad={rad}",
+                                     alpha=0.85, zorder=1, clip_on=False))
     for n in graph.nodes:
         x, y = pos[n.id]
         is_out = n.id == graph.output
@@ -101,16 +113,16 @@ def draw_graph(graph: Graph, title: str = "", model_colours: Mapping[str, str] |
         ax.text(x, y, n.id, ha="center", va="center", fontsize=8, color="white", fontweight="bold", zorder=3)
         ax.text(x, y - 0.36, f"d={graph.in_degree(n.id)}", ha="center", va="top", fontsize=7, color="#333",
                 zorder=3)
+    arc = min(0.45, 0.12 + 0.06 * max_span) * max_span * 0.6 if long_edges else 0.0
     ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
-    ax.set_ylim(min(ys) - 0.75, max(ys) + 0.55)
+    ax.set_ylim(min(ys) - 0.75 - arc, max(ys) + 0.55 + arc)
     ax.set_axis_off()
     handles = [Patch(color=c, label=m) for m, c in sorted(cmap.items()) if m in {n.model for n in graph.nodes}]
     handles += [Line2D([], [], marker=ROLE_MARKERS[r], ls="", color="#999", markersize=10, label=r)
                 for r in ("assistant", "fuser")]
     handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black",
                           markeredgewidth=2.5, markersize=10, label="output"))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=min(len(handles), 5),
-              fontsize=8, frameon=False)
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     if title:
         ax.set_title(title, fontsize=10)
     return fig
