@@ -1,0 +1,63 @@
+"""A small real Agent-REINFORCE search on the embedded default: SmolLM2-135M as the agent, its
+replies constrained by the JSON Schema (llama.cpp grammar), the two embedded models as workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from ttsgraph.cost import Budget
+from ttsgraph.llm.base import SamplingParams
+from ttsgraph.llm.router import build_backend
+from ttsgraph.models import load_pool
+from ttsgraph.search.agent_reinforce import AgentReinforce
+from ttsgraph.store import RunStore
+from ttsgraph.study import Study
+from ttsgraph.tasks import load_task
+
+pytestmark = pytest.mark.integration
+
+
+def test_small_real_search_with_a_local_json_constrained_agent(tmp_path: Any) -> None:
+    pool, task = load_pool("local"), load_task("arithmetic")
+    space_budget = Budget.from_nodes(2, pool, task.lengths)
+    from ttsgraph.search.space import SearchSpace
+
+    space = SearchSpace(pool, task.lengths, space_budget)
+    backend = build_backend(pool, tmp_path / "cache.sqlite")
+    iterations, batch = 3, 2
+    opt = AgentReinforce(space, seed=0, iterations=iterations, batch=batch, backend=backend, task=task,
+                         agent="smollm2-135m", profile={}, pretest_variants=1, agent_max_tokens=400)
+    store = RunStore.create(tmp_path / "run")
+
+    async def main() -> Any:
+        study = Study(store, task, pool, space, opt, backend, iterations=iterations, batch=batch, test_limit=2,
+                      params=SamplingParams(max_tokens=32))
+        try:
+            return await study.run()
+        finally:
+            await backend.aclose()  # type: ignore[attr-defined]
+
+    result = asyncio.run(main())
+    trials = store.trials("search")
+    assert result.evaluations >= iterations * batch
+    phases = [t.meta["phase"] for t in trials]
+    assert phases[0] == "pretest" and "initial" in phases and phases[-1] == "update"
+    for t in trials:
+        t.graph.validate(models=set(pool.models))
+        assert space.fits(t.graph)
+    log = store.agent_log()
+    assert log[0]["kind"] == "init" and log[0]["meta"]["schema"] is True
+    updates = [e for e in log if e["kind"].startswith("update")]
+    assert updates, "the agent was never asked for an update"
+    for e in log:
+        if e["reply"] is not None:
+            json.loads(e["reply"])  # the grammar makes every reply valid JSON
+    last = trials[-1]
+    assert last.meta["source"] in ("agent", "fallback-sample")
+    if last.meta["source"] == "fallback-sample":
+        assert last.meta["fallback"]  # the reason is recorded
+    assert result.agent_seconds > 0 and result.test is not None and result.test.items == 2
