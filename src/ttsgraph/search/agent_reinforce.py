@@ -191,20 +191,22 @@ class AgentReinforce(Optimizer):
         raise TtsGraphError(f"agent-reinforce: ask() called twice without tell() (phase {self.phase})")
 
     def tell(self, evaluations: list[Evaluation]) -> None:
+        if self._pending is None:
+            raise TtsGraphError("agent-reinforce: tell() without a pending ask()")
+        if not evaluations:  # the study had no budget left for this ask: nothing learnt
+            self._pending, self._rng_before = None, None
+            self.phase = self._phase_before
+            return
         super().tell(evaluations)
         pending, self._pending = self._pending, None
         self._rng_before = None
         self.iteration += 1
-        if pending is None:
-            raise TtsGraphError("agent-reinforce: tell() without a pending ask()")
         self.picked = pending.get("picked", self.picked)
         self.variants = pending.get("variants", self.variants)
         self.retry_count += pending.get("retries", 0)
         self.fallbacks.extend(pending.get("fallbacks", []))
         kind = pending["kind"]
         if kind == "pretest":
-            if not evaluations:
-                raise TtsGraphError("agent-reinforce: the pretest was told no evaluations")
             scores = [e.utility for e in evaluations]
             best = max(scores)
             tied = [k for k, s in enumerate(scores) if s == best]
@@ -213,8 +215,6 @@ class AgentReinforce(Optimizer):
             self.phase = "initial"
             return
         # a scored graph: initial or update round
-        if not evaluations:
-            raise TtsGraphError("agent-reinforce: tell() got no evaluation for the proposed graph")
         ev = evaluations[0]
         self.counts = pending["counts"]
         self.view = pending["view"]
