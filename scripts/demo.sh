@@ -1,6 +1,28 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (local models, no GPU, no network): set up, then run.
+# The main job on the embedded default: set up (idempotent), then search the best test-time-scaling
+# graph for the synthetic arithmetic task with Agent-REINFORCE, using the two local models
+# (SmolLM2-135M-Instruct, Gemma-3-270M) as workers and SmolLM2 as the search agent, under a budget
+# of b = 3 reference nodes; score the found graph on held-out test items and print it.
+#
+# Usage: bash scripts/demo.sh [extra `ttsgraph search` options]
+# Rerunning continues (or just re-reports) the same run: it lives in $DEMO_OUT (default
+# runs/demo-arithmetic), and every LLM call is cached, so nothing is paid twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/ttsgraph eval examples/parallel.json --task arithmetic --models local --limit 5 "$@"
+OUT=${DEMO_OUT:-runs/demo-arithmetic}
+if [ -f "$OUT/run.sqlite" ]; then
+  echo "[demo] continuing the run in $OUT (delete it to start over)"
+  exec .venv/bin/ttsgraph search --resume --out "$OUT" "$@"
+fi
+echo "[demo] searching: Agent-REINFORCE on arithmetic, local pool, budget b=3 (results in $OUT)"
+exec .venv/bin/ttsgraph search \
+  --task arithmetic \
+  --models local \
+  --optimizer agent-reinforce --agent smollm2-135m \
+  --budget-nodes 3 \
+  --iterations 5 --batch 3 \
+  --max-tokens 32 \
+  --test-limit 20 \
+  --seed 0 \
+  --out "$OUT" "$@"
