@@ -197,3 +197,13 @@ def test_summary_is_json_ready(task, pool) -> None:  # type: ignore[no-untyped-d
         assert set(d["latency"][kind]) == {"mean", "p50", "p95"}
     assert d["planned_units"] > 2  # two roots plus a fusing output cost more than two units
     json.dumps([r.to_dict() for r in results])
+
+
+def test_one_executor_survives_many_event_loops(task, pool) -> None:  # type: ignore[no-untyped-def]
+    """A search calls asyncio.run once per iteration with the same executor; semaphores with
+    waiters must never leak from one loop into the next."""
+    ex = Executor(build_backend(pool, None, fake=ScriptedBackend(solver(task), delay=0.005)), pool, task,
+                  concurrency=1)
+    for k in range(6):
+        results = asyncio.run(ex.run_items(parallel(3, SMOL), task.items("search")[k : k + 2]))
+        assert all(r.error is None and r.correct for r in results)

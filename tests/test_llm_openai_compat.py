@@ -132,11 +132,12 @@ def test_empty_reply_is_an_error_not_an_answer(stub: Stub) -> None:
 
 
 def test_timeouts_are_retried_then_reported(stub: Stub) -> None:
-    stub.script = [(200, chat_reply("late"), 1.0)]
+    stub.script = [(200, chat_reply("late"), 8.0)]
     t0 = time.perf_counter()
     with pytest.raises(BackendError, match="timed out"):
-        run(backend_for(stub, timeout=0.2, retries=1).complete("m", MSGS, SamplingParams()))
-    assert len(stub.requests) == 2 and time.perf_counter() - t0 < 3
+        run(backend_for(stub, timeout=0.3, retries=1).complete("m", MSGS, SamplingParams()))
+    # two attempts cut at 0.3 s each, far from the 16 s the replies would take
+    assert len(stub.requests) == 2 and time.perf_counter() - t0 < 6
 
 
 def test_dead_server_is_a_connection_error(stub: Stub) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -139,17 +140,20 @@ class Executor:
         self.params = params
         self.concurrency = concurrency
         self.items_in_flight = items_in_flight or concurrency
-        # asyncio primitives belong to one event loop: keep them per loop.
-        self._semaphores: dict[tuple[int, str], asyncio.Semaphore] = {}
+        # asyncio primitives belong to one event loop: keep them per loop (weakly, so a later
+        # `asyncio.run` never meets a semaphore bound to a closed loop).
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _semaphore(self, model: str) -> asyncio.Semaphore:
         binding = self.pool.spec(model).binding
         key = binding.key() if binding is not None else "none:"
         limit = (binding.max_concurrency if binding is not None else None) or self.concurrency
-        loop_key = (id(asyncio.get_running_loop()), key)
-        sem = self._semaphores.get(loop_key)
+        per_loop = self._semaphores.setdefault(asyncio.get_running_loop(), {})
+        sem = per_loop.get(key)
         if sem is None:
-            sem = self._semaphores[loop_key] = asyncio.Semaphore(limit)
+            sem = per_loop[key] = asyncio.Semaphore(limit)
         return sem
 
     def _prepare(self, graph: Graph) -> Graph:

@@ -15,6 +15,7 @@ import os
 import random
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -106,20 +107,24 @@ class OpenAICompatBackend:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self._clients: dict[tuple[str, str, int], "openai.AsyncOpenAI"] = {}
+        # One set of clients per event loop (httpx connection pools belong to one loop); weak keys,
+        # so a finished `asyncio.run` drops its clients and a new loop never inherits them.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Any]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._no_seed: set[str] = set()  # base URLs that rejected the `seed` parameter
         self._json_object: set[str] = set()  # base URLs that want {"type": "json_object", "schema": ...}
         self._no_usage_warned: set[str] = set()
 
     def _client(self, endpoint: Endpoint, model: str) -> "openai.AsyncOpenAI":
-        # One client per (server, key, event loop): httpx connection pools belong to one loop.
-        key = (endpoint.base_url, endpoint.api_key(model), id(asyncio.get_running_loop()))
-        client = self._clients.get(key)
+        key = (endpoint.base_url, endpoint.api_key(model))
+        clients = self._clients.setdefault(asyncio.get_running_loop(), {})
+        client = clients.get(key)
         if client is None:
             client = _openai().AsyncOpenAI(
                 base_url=endpoint.base_url, api_key=key[1], timeout=self.timeout, max_retries=0
             )
-            self._clients[key] = client
+            clients[key] = client
         return client
 
     async def complete(
@@ -230,6 +235,6 @@ class OpenAICompatBackend:
 
     async def aclose(self) -> None:
         """Close the HTTP clients that belong to the running event loop."""
-        loop_id = id(asyncio.get_running_loop())
-        for key in [k for k in self._clients if k[2] == loop_id]:
-            await self._clients.pop(key).close()
+        clients = self._clients.pop(asyncio.get_running_loop(), {})
+        for client in clients.values():
+            await client.close()
