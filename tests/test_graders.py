@@ -118,6 +118,8 @@ CHOICES = ["Paris", "Berlin", "Madrid", "Rome"]
         ("I don't know.", None),
         ("answer: \\boxed{B}", "B"),
         ("Answer: A. Actually (B) looks better", "A"),  # the explicit answer line wins
+        ("A. Paris\nB. Berlin\nC. Madrid\nD. Rome", None),  # an echoed option list is no answer
+        ("C. Madrid.\n\nB. is wrong because...", "C"),  # the leading line-start letter
     ],
 )
 def test_choice_letter(text, expected):

@@ -102,16 +102,20 @@ def choice_letter(text: str, choices: list[str] | None = None, n_choices: int = 
         m = re.fullmatch(rf"\s*(?:\\text\{{)?\(?({cls})\)?\}}?\s*", boxed)
         if m:
             return m.group(1)
-    patterns = [
-        rf"\(({cls})\)",
-        rf"(?m)^\s*\**({cls})[.):]\s",
-        rf"(?m)^\s*\**({cls})\**\s*$",
-        rf"(?:option|choice)\s+({cls})\b",
-    ]
-    for pattern in patterns:
-        hits = re.findall(pattern, text)
-        if hits:
-            return hits[-1]
+    paren = re.findall(rf"\(({cls})\)", text)
+    if paren:
+        return paren[-1]
+    # A letter opening a line ("C. Paris"). Small models often echo the whole option list; three or
+    # more different letters at line starts is an echo, not a choice. Otherwise the first one is the
+    # model's leading answer.
+    line_starts = re.findall(rf"(?m)^\s*\**({cls})(?:[.):]\s|[.):]?\**\s*$)", text)
+    if line_starts:
+        if len(set(line_starts)) >= 3:
+            return None
+        return line_starts[0]
+    named = re.findall(rf"(?:option|choice)\s+({cls})\b", text)
+    if named:
+        return named[-1]
     if choices:
         lowered = text.lower()
         found = [(lowered.rfind(c.strip().lower()), LETTERS[k]) for k, c in enumerate(choices) if c.strip()]
