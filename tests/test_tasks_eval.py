@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -18,6 +19,7 @@ from ttsgraph.cli import app
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
+SINGLE = str(Path(__file__).resolve().parents[1] / "examples" / "single.json")
 
 CASES = [
     ("arithmetic", 2),
@@ -46,7 +48,7 @@ def test_eval_runs_every_builtin_task_on_the_embedded_default(tmp_path, task, li
     if task == "humaneval" and shutil.which("bwrap") is None and shutil.which("unshare") is None:
         pytest.skip("no sandbox available for HumanEval")
     start = time.monotonic()
-    summary, traces = _eval(tmp_path, "examples/single.json", task, limit)
+    summary, traces = _eval(tmp_path, SINGLE, task, limit)
     assert summary["items"] == limit and summary["errors"] == 0, summary.get("error_reasons")
     assert summary["correct"] + summary["wrong"] == limit
     assert summary["backend_calls"] == limit and summary["measured_flops"] > 0
@@ -60,7 +62,7 @@ def test_eval_runs_every_builtin_task_on_the_embedded_default(tmp_path, task, li
 def test_eval_custom_jsonl_task(tmp_path):
     path = tmp_path / "sums.jsonl"
     path.write_text("".join(json.dumps({"question": f"What is {a} + {b}?", "answer": a + b}) + "\n" for a, b in [(1, 2), (3, 4), (2, 2), (5, 1)]))
-    summary, traces = _eval(tmp_path, "examples/single.json", f"jsonl:{path}", 2, "--option", "grader=numeric")
+    summary, traces = _eval(tmp_path, SINGLE, f"jsonl:{path}", 2, "--option", "grader=numeric")
     assert summary["items"] == 2 and summary["errors"] == 0
     assert all(t["output_text"].strip() for t in traces)
 
