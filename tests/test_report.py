@@ -327,3 +327,29 @@ def test_best_so_far_is_monotone_per_iteration() -> None:
     pts = [TrialPoint(i, it, "g", acc, 1.0, 1.0) for i, (it, acc) in
            enumerate([(0, 0.2), (0, 0.5), (1, 0.3), (2, 0.9), (2, 0.1), (4, 0.4)])]
     assert best_so_far(pts) == [(0, 0.5), (1, 0.5), (2, 0.9), (4, 0.9)]
+
+
+def test_a_graph_scored_twice_is_one_point_of_the_front(tmp_path: Path) -> None:
+    """The study pools every trial of one graph; the report's front does the same, so both trials
+    of a repeated graph are marked alike and the JSON lists them under one graph."""
+    made = make_run(tmp_path / "run", graphs=[single(SMOL), parallel(2, SMOL, GEMMA), single(SMOL)], batch=3,
+                    agent=False, test=False)
+    res = build_report(made.path)
+    data = load_run(made.path)
+    repeated = [t for t in data.trials if t.graph_hash == single(SMOL).canonical_hash()]
+    assert len(repeated) == 2
+    pooled_acc = sum(t.correct for t in repeated) / sum(t.scored for t in repeated)
+    # per trial, the second single(SMOL) trial is dominated by the first (same accuracy and cost,
+    # slower); pooled, the graph is one point, on the front as the cheapest graph
+    latencies = [t.latency for t in repeated]
+    assert latencies[0] != latencies[1]  # the pooling matters: one of the two alone would be dominated
+    entry = next(g for g in res.front if g["graph_hash"] == repeated[0].graph_hash)
+    assert [x["trial"] for x in entry["trials"]] == [t.id for t in repeated]
+    assert entry["accuracy"] == pytest.approx(pooled_acc) and entry["scored"] == 6
+    page = res.html_path.read_text()
+    trial_section = page.split("<h2>Trials</h2>")[1].split("</table>")[0]
+    classes = dict((int(tid), cls) for cls, tid in re.findall(r'<tr class="([a-z]*)"><td class="">(\d+)</td>',
+                                                               trial_section))
+    assert [classes[t.id] for t in repeated] == ["front", "front"]
+    sel = res.selected[0]
+    assert classes[sel["trial"]] == "sel" and sel["graph_scored"] == 3

@@ -36,7 +36,7 @@ from ttsgraph.latency import (
     observed_lengths,
     samples_from_traces,
 )
-from ttsgraph.pareto import on_front, pareto_front
+from ttsgraph.pareto import pareto_front
 
 STORE_FILE = "run.sqlite"
 BEST_GRAPH_FILE = "best_graph.json"
@@ -248,6 +248,48 @@ def model_usage(runs: Sequence[RunData]) -> dict[str, plots.ModelUsage]:
     return dict(usage)
 
 
+@dataclass
+class GraphPoint:
+    """One distinct graph over every trial that scored it: pooled accuracy (correct / scored),
+    latency weighted by items, planned units. The study selects among graphs this way, so the
+    report's Pareto front is over these points too."""
+
+    graph_hash: str
+    accuracy: float
+    planned_units: float
+    latency: float | None
+    correct: int
+    scored: int
+    trials: list[tuple[str, int]]  # (run name, trial id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"graph_hash": self.graph_hash, "accuracy": self.accuracy, "planned_units": self.planned_units,
+                "latency": self.latency, "correct": self.correct, "scored": self.scored,
+                "trials": [{"run": r, "trial": t} for r, t in self.trials],
+                "run": self.trials[0][0], "trial": self.trials[0][1]}
+
+
+def graph_points(pairs: Sequence[tuple[RunData, Trial]]) -> list[GraphPoint]:
+    """Trials pooled per graph hash (graphs never scored on an item are left out)."""
+    groups: dict[str, list[tuple[RunData, Trial]]] = defaultdict(list)
+    for r, t in pairs:
+        groups[t.graph_hash].append((r, t))
+    out = []
+    for h, members in groups.items():
+        scored = sum(t.scored for _, t in members)
+        if not scored:
+            continue
+        timed = [(t.latency, t.scored) for _, t in members if t.latency is not None and t.scored]
+        lat_items = sum(n for _, n in timed)
+        out.append(GraphPoint(
+            graph_hash=h, accuracy=sum(t.correct for _, t in members) / scored,
+            planned_units=members[0][1].planned_units,
+            latency=sum(lat * n for lat, n in timed) / lat_items if lat_items else None,
+            correct=sum(t.correct for _, t in members), scored=scored,
+            trials=[(r.name, t.id) for r, t in members]))
+    return out
+
+
 def _point(t: Trial, group: str) -> plots.TrialPoint:
     return plots.TrialPoint(t.id, t.iteration, group, t.accuracy, t.planned_units, t.latency)
 
@@ -354,9 +396,12 @@ class ReportResult:
                 "latency_model": self.speeds}
 
 
-def _trial_summary(run: RunData, t: Trial) -> dict[str, Any]:
+def _trial_summary(run: RunData, t: Trial, pooled: GraphPoint | None = None) -> dict[str, Any]:
+    """One trial for `--json`; `graph_accuracy`/`graph_scored` pool every trial of the same graph."""
     return {"run": run.name, "trial": t.id, "iteration": t.iteration, "optimizer": t.optimizer,
             "graph_hash": t.graph_hash, "accuracy": t.accuracy, "scored": t.scored,
+            "graph_accuracy": pooled.accuracy if pooled else t.accuracy,
+            "graph_scored": pooled.scored if pooled else t.scored,
             "planned_units": t.planned_units, "latency": t.latency, "estimated_latency": t.estimated_latency}
 
 
@@ -400,7 +445,7 @@ def _trial_table(runs: Sequence[RunData], front_keys: set[tuple[str, int]], sele
             key = (r.name, t.id)
             g = t.graph.pruned()[0]
             rows.append(([r.name] if show_run else []) + [
-                t.id, t.iteration, t.optimizer, len(g.nodes), len(g.edges), t.accuracy, f"{t.correct}/{t.scored}",
+                t.id, t.iteration if t.kind == "search" else f"{t.kind} {t.iteration}", t.optimizer, len(g.nodes), len(g.edges), t.accuracy, f"{t.correct}/{t.scored}",
                 t.errors, t.planned_units, t.measured_units, t.latency, t.estimated_latency, key in front_keys])
             classes.append("sel" if key in selected else "front" if key in front_keys else "")
     return _table(headers, rows, classes, left=1 if show_run else 0)
@@ -471,9 +516,10 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
     usage = model_usage(runs)
 
     all_trials = [(r, t) for r in runs for t in r.trials]
-    front_pairs = pareto_front(all_trials, maximize=(lambda rt: rt[1].accuracy,),
-                               minimize=(lambda rt: rt[1].planned_units, lambda rt: rt[1].latency))
-    front_keys = {(r.name, t.id) for r, t in front_pairs}
+    pooled = {g.graph_hash: g for g in graph_points(all_trials)}
+    graph_front = pareto_front(list(pooled.values()))  # accuracy ↑, planned units ↓, latency ↓
+    front_hashes = {g.graph_hash for g in graph_front}
+    front_keys = {(r.name, t.id) for r, t in all_trials if t.graph_hash in front_hashes}
     selected_pairs = [(r, r.selected()) for r in runs if r.selected() is not None]
     selected_keys = {(r.name, t.id) for r, t in selected_pairs}  # type: ignore[union-attr]
 
@@ -528,13 +574,14 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
         rows = []
         for r, t in selected_pairs:
             summ = r.test_summary() or {}
-            on = on_front((r, t), all_trials, maximize=(lambda rt: rt[1].accuracy,),
-                          minimize=(lambda rt: rt[1].planned_units, lambda rt: rt[1].latency))
-            rows.append([r.name, r.optimizer, t.id, t.accuracy, f"{t.correct}/{t.scored}",  # type: ignore[union-attr]
+            on = t.graph_hash in front_hashes  # type: ignore[union-attr]
+            gp = pooled.get(t.graph_hash)  # type: ignore[union-attr]
+            acc, tally = (gp.accuracy, f"{gp.correct}/{gp.scored}") if gp else (t.accuracy, f"{t.correct}/{t.scored}")  # type: ignore[union-attr]
+            rows.append([r.name, r.optimizer, t.id, acc, tally,  # type: ignore[union-attr]
                          t.planned_units, t.latency, t.estimated_latency, on,  # type: ignore[union-attr]
                          _Raw(_e(_ci_text(summ))) if summ else None, summ.get("items"), summ.get("errors"),
                          _latency_of(summ) if summ else None])
-        body.append(_table(["run", "optimizer", "trial", "search accuracy", "correct/scored", "planned units",
+        body.append(_table(["run", "optimizer", "trial", "search accuracy (pooled)", "correct/scored", "planned units",
                             "latency s", "est. latency s", "on Pareto front", "test accuracy [95% CI]",
                             "test items", "test errors", "test latency s"], rows, left=2))
     else:
@@ -549,8 +596,9 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
 
     body.append("<h2>Search</h2>" + figs.html("search"))
     body.append("<h2>Accuracy, FLOPs and latency</h2>" + figs.html("flops", "latency"))
-    body.append(f'<p class="muted">{len(front_keys)} trial(s) on the three-way Pareto front (accuracy ↑, planned '
-                "units ↓, latency ↓), highlighted in the trial table.</p>")
+    body.append(f'<p class="muted">{len(graph_front)} graph(s) ({len(front_keys)} trial(s)) on the three-way Pareto '
+                "front (accuracy ↑, planned units ↓, latency ↓; each graph pooled over all items it was scored on), "
+                "highlighted in the trial table.</p>")
 
     body.append("<h2>Latency: measured vs estimated</h2>")
     body.append('<p class="muted">Each trial\'s estimate is its planned critical path, with per-model speeds fitted '
@@ -593,8 +641,8 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
     say(f"wrote {html_path}")
     return ReportResult(
         kind=kind, html_path=html_path, png_paths=png_paths, runs=[r.name for r in runs], trials=len(all_trials),
-        front=[_trial_summary(r, t) for r, t in front_pairs],
-        selected=[_trial_summary(r, t) for r, t in selected_pairs],  # type: ignore[arg-type]
+        front=[g.to_dict() for g in graph_front],
+        selected=[_trial_summary(r, t, pooled.get(t.graph_hash)) for r, t in selected_pairs],  # type: ignore[arg-type, union-attr]
         speeds=speeds.to_dict(),
     )
 
