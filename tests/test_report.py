@@ -353,3 +353,12 @@ def test_a_graph_scored_twice_is_one_point_of_the_front(tmp_path: Path) -> None:
     assert [classes[t.id] for t in repeated] == ["front", "front"]
     sel = res.selected[0]
     assert classes[sel["trial"]] == "sel" and sel["graph_scored"] == 3
+
+
+def test_runs_with_the_same_directory_name_are_told_apart(tmp_path: Path) -> None:
+    for parent in ("a", "b"):
+        make_run(tmp_path / "many" / parent / "run", graphs=GRAPHS[:2], batch=2, agent=False, test=False)
+    res = build_report(tmp_path / "many")
+    assert sorted(res.runs) == ["a/run", "b/run"]
+    assert sorted(s["run"] for s in res.selected) == ["a/run", "b/run"]
+    assert len({p.name for p in res.png_paths}) == len(res.png_paths)  # one graph PNG per run, none overwritten

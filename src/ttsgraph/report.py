@@ -83,10 +83,11 @@ class RunData:
     tests: list[dict[str, Any]]  # {"graph_hash", "split", "summary"}
     best_graph: Graph | None
     external_test: dict[str, Any] | None = None  # a bench's test score of this run's graph (bench.json)
+    label: str = ""  # how the report names the run (default: the directory's name)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.label or self.path.name
 
     @property
     def optimizer(self) -> str:
@@ -504,6 +505,9 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
     say(f"reading {len(dirs)} run store(s)")
     runs = [load_run(d) for d in dirs]
     kind = "run" if dirs == [root] else "bench"
+    if len({r.name for r in runs}) < len(runs):  # e.g. a/run and b/run: name them by their path
+        for r in runs:
+            r.label = r.path.relative_to(root).as_posix()
     bench = load_bench_summary(root) if kind == "bench" else None
     if bench is not None:
         attach_bench_tests(runs, bench)
@@ -673,7 +677,7 @@ def attach_bench_tests(runs: Sequence[RunData], bench: dict[str, Any]) -> None:
             if outcome.get("run_dir"):
                 by_dir[Path(outcome["run_dir"]).name] = outcome
     for r in runs:
-        o = by_dir.get(r.name)
+        o = by_dir.get(r.path.name)
         if o is None or not isinstance(o.get("test_correct"), list):
             continue
         correct = [bool(c) for c in o["test_correct"]]
