@@ -61,3 +61,30 @@ def test_small_real_search_with_a_local_json_constrained_agent(tmp_path: Any) ->
     if last.meta["source"] == "fallback-sample":
         assert last.meta["fallback"]  # the reason is recorded
     assert result.agent_seconds > 0 and result.test is not None and result.test.items == 2
+
+
+def test_agent_behind_a_real_openai_compatible_server_honours_the_schema(llama_server: Any) -> None:
+    """The OpenAI backend sends the schema as response_format; llama-cpp-python's server only takes
+    the json_object form, so the backend downgrades once and the reply still follows the schema."""
+    from ttsgraph.llm.openai_compat import Endpoint, OpenAICompatBackend
+    from ttsgraph.search import agent_prompts as P
+    from ttsgraph.search.agent import AgentClient
+    from ttsgraph.search.agent_replies import parse_init_reply
+
+    combos = [{"smollm2-135m": 3 - k, "gemma-3-270m": k} for k in range(4)]
+    backend = OpenAICompatBackend({"smollm2-135m": Endpoint(llama_server.base_url, llama_server.alias)}, retries=1)
+    client = AgentClient(backend, "smollm2-135m", SamplingParams(temperature=0.1, max_tokens=24))
+    messages = [{"role": "system", "content": P.SYSTEM},
+                {"role": "user", "content": P.init_prompt("arithmetic", combos, None)}]
+
+    async def main() -> str:
+        try:
+            text, _ = await client.ask(messages, P.init_schema(len(combos)), kind="init")
+            return text
+        finally:
+            await backend.aclose()
+
+    text = asyncio.run(main())
+    picks = parse_init_reply(text, combos)
+    assert len(picks) == 2 and all(p in [{m: n for m, n in c.items() if n} for c in combos] for p in picks)
+    assert client.drain()[0].schema is True
