@@ -485,3 +485,14 @@ def test_graph_ids_are_compacted_in_topological_order() -> None:
     c, mapping = _compact(g)
     assert all(int(u[1:]) < int(v[1:]) for u, v in c.edges if v != "out")
     assert sorted(c.ids) == ["n1", "n2", "n3", "out"] and mapping["n3"] == "n1"
+
+
+def test_retries_are_asked_hotter_so_a_seeded_agent_does_not_repeat_itself(tmp_path: Any) -> None:
+    pool, task, space = local_setup()
+    backend = ScriptedBackend(Agent([cyclic_reply] * 4))
+    opt = AgentReinforce(space, backend=backend, task=task, profile={}, pretest=False)
+    (p0,) = asyncio.run(opt.ask())
+    opt.tell([_eval(p0, 0.5, space)])
+    asyncio.run(opt.ask())
+    temps = [c.params.temperature for c in backend.calls[1:]]
+    assert temps == pytest.approx([0.1, 0.4, 0.7, 1.0])

@@ -156,13 +156,17 @@ def test_extract_json_skips_prose_and_broken_braces() -> None:
 
 def test_update_schema_fixes_ids_output_and_orders_predecessors() -> None:
     schema = P.update_schema(list(IDS), "out", [S, G], S, "assistant", list(EDGES))
+    assert list(schema["properties"]) == ["graph", "edge_probabilities"]  # the graph is written first
     nodes = schema["properties"]["graph"]["properties"]
     assert schema["properties"]["graph"]["required"] == list(IDS)
-    assert nodes["out"]["properties"]["model"] == {"enum": [S]}
-    assert nodes["out"]["properties"]["role"] == {"enum": ["assistant"]}
-    assert "items" not in nodes["n1"]["properties"]["preds"]  # the first node can have no predecessor
-    assert nodes["n3"]["properties"]["preds"]["items"] == {"enum": ["n1", "n2"]}
-    assert nodes["out"]["properties"]["preds"]["items"] == {"enum": ["n1", "n2", "n3"]}
+    out = nodes["out"]["properties"]
+    assert out["model"] == {"enum": [S]} and out["role"] == {"enum": ["assistant"]}
+    assert out["preds"]["items"] == {"enum": ["n1", "n2", "n3"]} and out["preds"]["minItems"] == 1
+    assert nodes["n1"]["properties"]["preds"] == {"const": []}  # the first worker can have no predecessor
+    assert nodes["n1"]["properties"]["role"] == {"enum": ["assistant"]}  # so it cannot be a fuser
+    assistant, fuser = nodes["n3"]["anyOf"]
+    assert assistant["properties"]["preds"]["items"] == {"enum": ["n1", "n2"]}
+    assert fuser["properties"]["role"] == {"enum": ["fuser"]} and fuser["properties"]["preds"]["minItems"] == 1
     table = schema["properties"]["edge_probabilities"]
     assert table["required"] == [P.edge_key(u, v) for u, v in EDGES]
     assert table["properties"]["n1->n2"]["enum"][0] == 0.0 and table["properties"]["n1->n2"]["enum"][-1] == 1.0

@@ -80,16 +80,19 @@ class AgentClient:
 
     async def ask(self, messages: list[Message], schema: dict[str, Any] | None = None, *, kind: str = "update",
                   iteration: int = 0, attempt: int = 0, meta: dict[str, Any] | None = None,
-                  max_tokens: int | None = None) -> tuple[str, float]:
+                  max_tokens: int | None = None, temperature: float | None = None) -> tuple[str, float]:
         """One agent call. `schema` (a JSON Schema dict) constrains decoding where the backend can;
-        `max_tokens` lowers the reply budget for this call (to fit a small context window).
+        `max_tokens` lowers the reply budget for this call (to fit a small context window);
+        `temperature` overrides the agent's for this call (retries of a low-temperature agent).
 
         Raises `BackendError` (logged first) when the backend fails or replies with nothing."""
         params = self.params
         if schema:
-            params = replace(params, json_schema=json.dumps(schema, sort_keys=True))
+            params = replace(params, json_schema=json.dumps(schema))  # key order = field order of the reply
         if max_tokens is not None and max_tokens != params.max_tokens:
             params = replace(params, max_tokens=max_tokens)
+        if temperature is not None and temperature != params.temperature:
+            params = replace(params, temperature=temperature)
         started = time.perf_counter()
         self.calls += 1
         try:

@@ -285,19 +285,25 @@ def update_schema(ids: Sequence[str], output_id: str, models: Sequence[str], out
             allowed = workers[:workers.index(node_id)] if node_id in workers else workers[:k]
         else:
             allowed = [i for i in workers if i != node_id]
-        preds: dict[str, Any] = {"type": "array", "maxItems": len(allowed)}
-        if allowed:
-            preds["items"] = {"enum": list(allowed)}
-        nodes[node_id] = {
-            "type": "object",
-            "properties": {
-                "model": {"enum": [output_model] if fixed else list(models)},
-                "role": {"enum": [output_role] if fixed else ["assistant", "fuser"]},
-                "preds": preds,
-            },
-            "required": ["model", "role", "preds"],
-            "additionalProperties": False,
-        }
+        preds: dict[str, Any] = {"type": "array", "items": {"enum": list(allowed)}, "maxItems": len(allowed)}
+        if not allowed:
+            preds = {"const": []}
+        if fixed and allowed:
+            preds["minItems"] = 1  # the output node must read at least one worker
+
+        def variant(roles: list[str], preds: dict[str, Any], model: list[str]) -> dict[str, Any]:
+            return {"type": "object",
+                    "properties": {"model": {"enum": model}, "role": {"enum": roles}, "preds": preds},
+                    "required": ["model", "role", "preds"], "additionalProperties": False}
+
+        if fixed:
+            nodes[node_id] = variant([output_role], preds, [output_model])
+        elif allowed:
+            # a fuser needs something to fuse: it is only offered with at least one predecessor
+            nodes[node_id] = {"anyOf": [variant(["assistant"], preds, list(models)),
+                                        variant(["fuser"], {**preds, "minItems": 1}, list(models))]}
+        else:
+            nodes[node_id] = variant(["assistant"], preds, list(models))
     table = {edge_key(u, v): {"enum": list(PROB_LEVELS)} for u, v in edges}
     return {
         "type": "object",

@@ -87,7 +87,8 @@ class AgentReinforce(Optimizer):
     - `agent_format`: "json" (default; JSON Schema-constrained) or "text" (the paper's blocks);
     - `agent_retries` (3), `history` (2 exchanges), `pretest` (True), `pretest_variants` (5),
       `agent_max_tokens`, `agent_temperature` (0.1), `agent_context` (tokens; default 2048 for
-      embedded agents, unlimited otherwise), `edge_p` (0.119, the initial graph's density).
+      embedded agents, unlimited otherwise), `edge_p` (0.119, the initial graph's density),
+      `retry_temperature_step` (0.3: retry k is asked at temperature + 0.3·k, at most 1).
     """
 
     name = "agent-reinforce"
@@ -119,6 +120,7 @@ class AgentReinforce(Optimizer):
         self.pretest = bool(options.get("pretest", True))
         self.pretest_variants = max(1, int(options.get("pretest_variants", 5)))
         self.edge_p = float(options.get("edge_p", DEFAULT_EDGE_P))
+        self.retry_temperature_step = float(options.get("retry_temperature_step", 0.3))
         self.picks = 2
         binding = pool.spec(self.agent_model).binding
         default_ctx = 2048 if binding is not None and binding.kind == "local" else None
@@ -270,7 +272,8 @@ class AgentReinforce(Optimizer):
             try:
                 text, _ = await self.client.ask(messages, schema, kind="init" if not attempt else "init-retry",
                                                 iteration=self.iteration, attempt=attempt,
-                                                max_tokens=self._max_tokens(messages))
+                                                max_tokens=self._max_tokens(messages),
+                                                temperature=self._temperature(attempt))
             except BackendError as exc:
                 return None, retries, f"agent call failed: {exc.reason}"
             try:
@@ -331,6 +334,13 @@ class AgentReinforce(Optimizer):
                      counts={m: k for m, k in self.counts.items() if k > 0},
                      edges=tuple(_potential(self.view.ids, self.view.output, self.json_reply)), latency=self.latency)
 
+    def _temperature(self, attempt: int) -> float | None:
+        """Retries are asked a little hotter (`retry_temperature_step` per attempt, at most 1.0):
+        a low-temperature agent with a seeded backend would otherwise repeat the rejected reply."""
+        if attempt == 0 or self.retry_temperature_step <= 0:
+            return None
+        return min(1.0, self.client.params.temperature + self.retry_temperature_step * attempt)
+
     def _estimate_tokens(self, messages: list[Message]) -> int:
         return int(sum(len(m.get("content", "")) + 8 for m in messages) / CHARS_PER_TOKEN) + 16
 
@@ -381,7 +391,8 @@ class AgentReinforce(Optimizer):
             try:
                 text, _ = await self.client.ask(messages, schema, kind="update" if not attempt else "update-retry",
                                                 iteration=iteration, attempt=attempt,
-                                                max_tokens=self._max_tokens(messages))
+                                                max_tokens=self._max_tokens(messages),
+                                                temperature=self._temperature(attempt))
             except BackendError as exc:
                 why = f"agent call failed: {exc.reason}"
                 break
