@@ -98,6 +98,11 @@ def run(pool: ModelPool, graph: Graph, items: list[Any], task: Any, params: Samp
     return results, time.perf_counter() - t0
 
 
+def note(text: str) -> None:
+    """Progress on stderr (the figures go to stdout at the end)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=20)
@@ -116,6 +121,7 @@ def main() -> int:
         # one thread per server: W servers share the machine's cores like W GPU replicas would not,
         # but wall vs critical path compares the same node times either way
         urls = []
+        note(f"starting {args.width} llama-cpp-python servers")
         for k in range(args.width):
             proc, url = start_server("smollm2-135m", n_threads=1)
             procs.append(proc)
@@ -123,6 +129,7 @@ def main() -> int:
         pool = pool_with_servers(urls)
 
         # (a) executor overhead: single node, items one after another, no cache
+        note(f"(a) single node, {args.items} items")
         single = Graph([Node("out", "smol-1")], [], "out")
         run(pool, single, items[:2], task, params, None, 1)  # warm-up (model pages, HTTP pool)
         results, wall = run(pool, single, items[: args.items], task, params, None, 1)
@@ -134,6 +141,7 @@ def main() -> int:
         figures["a_overhead"] = wall / backend_seconds
 
         # (b) width-W: W parallel nodes on W servers, one output node
+        note(f"(b) width {args.width}, {args.width_items} items")
         nodes = [Node(f"a{k}", f"smol-{k}") for k in range(1, args.width + 1)] + [Node("out", "smol-1")]
         wide = Graph(nodes, [(f"a{k}", "out") for k in range(1, args.width + 1)], "out")
         with tempfile.TemporaryDirectory() as tmp:
@@ -154,6 +162,7 @@ def main() -> int:
             figures["b_backend_calls"] = s1.backend_calls
 
             # (c) the same eval again, through the cache
+            note("(c) rerun through the cache")
             again, wall_c = run(pool, wide, items[: args.width_items], task, params, cache, args.width)
             s2 = summarize(again, wide, pool, task)
             figures["c_backend_calls"] = s2.backend_calls
