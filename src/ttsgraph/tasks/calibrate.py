@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 
+from ttsgraph.errors import BackendError
 from ttsgraph.llm.base import SamplingParams
 from ttsgraph.stats import wilson_interval
 from ttsgraph.tasks.base import Item, Task
@@ -31,13 +32,21 @@ def majority(answers: list[str | None]) -> str | None:
     return next(a for a in found if counts[a] == best)
 
 
-async def _measure(backend, model: str, task: Task, items: list[Item], params: SamplingParams, samples: int) -> list[list[str | None]]:
-    """Extracted answers per item and sample (sample index 0..samples-1, as the cache keys them)."""
+async def _measure(
+    backend, model: str, task: Task, items: list[Item], params: SamplingParams, samples: int, errors: Counter
+) -> list[list[str | None]]:
+    """Extracted answers per item and sample (sample index 0..samples-1, as the cache keys them).
+    A failed call (e.g. an empty reply) gives no answer and is counted in `errors` by reason."""
     out: list[list[str | None]] = []
     for k, item in enumerate(items, 1):
         answers = []
         for s in range(samples):
-            completion = await backend.complete(model, task.messages(item, "assistant", [], False), params, s)
+            try:
+                completion = await backend.complete(model, task.messages(item, "assistant", [], False), params, s)
+            except BackendError as e:
+                errors[e.reason.split(" (")[0]] += 1
+                answers.append(None)
+                continue
             answers.append(task.extract(completion.text))
         out.append(answers)
         print(f"\r{model}: {k}/{len(items)}", end="", file=sys.stderr, flush=True)
@@ -51,23 +60,41 @@ def _score(task: Task, items: list[Item], answers: list[str | None]) -> dict:
     return {"correct": correct, "n": len(items), "accuracy": correct / len(items), "ci95": [round(low, 3), round(high, 3)]}
 
 
-async def calibrate(task: Task, models: list[str], limit: int, split: str, max_tokens: int, vote: int, vote_temperature: float) -> dict:
-    from ttsgraph.llm.local import LocalBackend
+async def calibrate(
+    task: Task,
+    models: list[str],
+    limit: int,
+    split: str = "test",
+    max_tokens: int = 32,
+    vote: int = 0,
+    vote_temperature: float = 0.7,
+    backend=None,
+) -> dict:
+    """Accuracy of each model alone on the first `limit` items of `split` (and of a K-sample majority
+    vote when `vote` > 1). `backend` defaults to the embedded models."""
+    if backend is None:
+        from ttsgraph.llm.local import LocalBackend
 
-    backend = LocalBackend()
+        backend = LocalBackend()
     items = task.items(split)[:limit]
     report: dict = {"task": task.name, "split": split, "items": len(items), "max_tokens": max_tokens, "models": {}}
     for model in models:
         start = time.perf_counter()
-        single = await _measure(backend, model, task, items, SamplingParams(temperature=0.1, max_tokens=max_tokens), 1)
+        errors: Counter = Counter()
+        single = await _measure(backend, model, task, items, SamplingParams(temperature=0.1, max_tokens=max_tokens), 1, errors)
         row = {"single_t0.1": _score(task, items, [a[0] for a in single])}
         if vote > 1:
-            hot = await _measure(backend, model, task, items, SamplingParams(temperature=vote_temperature, max_tokens=max_tokens), vote)
+            hot = await _measure(
+                backend, model, task, items, SamplingParams(temperature=vote_temperature, max_tokens=max_tokens), vote, errors
+            )
             row[f"one_sample_t{vote_temperature}"] = _score(task, items, [a[0] for a in hot])
             row[f"majority_of_{vote}_t{vote_temperature}"] = _score(task, items, [majority(a) for a in hot])
+        row["backend_errors"] = dict(errors)
         row["seconds"] = round(time.perf_counter() - start, 1)
         report["models"][model] = row
-    await backend.aclose()
+    close = getattr(backend, "aclose", None)
+    if close is not None:
+        await close()
     return report
 
 
