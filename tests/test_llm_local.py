@@ -52,7 +52,7 @@ def test_different_samples_differ_at_high_temperature(local: LocalBackend) -> No
     assert len(set(texts)) > 1
 
 
-def test_two_models_run_side_by_side_without_blocking_the_loop(local: LocalBackend) -> None:
+def test_two_models_in_flight_do_not_block_the_loop(local: LocalBackend) -> None:
     async def go() -> tuple[int, list]:
         ticks = 0
 
