@@ -446,8 +446,9 @@ def _trial_table(runs: Sequence[RunData], front_keys: set[tuple[str, int]], sele
             key = (r.name, t.id)
             g = t.graph.pruned()[0]
             rows.append(([r.name] if show_run else []) + [
-                t.id, t.iteration if t.kind == "search" else f"{t.kind} {t.iteration}", t.optimizer, len(g.nodes), len(g.edges), t.accuracy, f"{t.correct}/{t.scored}",
-                t.errors, t.planned_units, t.measured_units, t.latency, t.estimated_latency, key in front_keys])
+                t.id, t.iteration if t.kind == "search" else f"{t.kind} {t.iteration}", t.optimizer, len(g.nodes),
+                len(g.edges), t.accuracy, f"{t.correct}/{t.scored}", t.errors, t.planned_units, t.measured_units,
+                t.latency, t.estimated_latency, key in front_keys])
             classes.append("sel" if key in selected else "front" if key in front_keys else "")
     return _table(headers, rows, classes, left=1 if show_run else 0)
 
@@ -524,14 +525,14 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
     graph_front = pareto_front(list(pooled.values()))  # accuracy ↑, planned units ↓, latency ↓
     front_hashes = {g.graph_hash for g in graph_front}
     front_keys = {(r.name, t.id) for r, t in all_trials if t.graph_hash in front_hashes}
-    selected_pairs = [(r, r.selected()) for r in runs if r.selected() is not None]
-    selected_keys = {(r.name, t.id) for r, t in selected_pairs}  # type: ignore[union-attr]
+    selected_pairs = [(r, sel) for r in runs if (sel := r.selected()) is not None]
+    selected_keys = {(r.name, t.id) for r, t in selected_pairs}
 
     def group_of(r: RunData) -> str:
         return r.optimizer
 
     points = [_point(t, group_of(r)) for r, t in all_trials]
-    sel_points = {(r.name, t.id): _point(t, group_of(r)) for r, t in selected_pairs}  # type: ignore[union-attr]
+    sel_points = {(r.name, t.id): _point(t, group_of(r)) for r, t in selected_pairs}
     sel_for_plot = next(iter(sel_points.values())) if kind == "run" and sel_points else None
 
     figs = Figures()
@@ -540,7 +541,7 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
     say("drawing the graph(s)")
     graph_figs: list[str] = []
     for r, t in selected_pairs:
-        g = (r.best_graph or t.graph).pruned()[0]  # type: ignore[union-attr]
+        g = (r.best_graph or t.graph).pruned()[0]
         name = "graph" if kind == "run" else f"graph-{_slug(r.name)}"
         figs.add(name, plots.draw_graph(g, f"{r.name}: selected graph" if kind == "bench" else "selected graph",
                                         mcolours), f"selected graph of {r.name} ({r.optimizer})")
@@ -578,11 +579,12 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
         rows = []
         for r, t in selected_pairs:
             summ = r.test_summary() or {}
-            on = t.graph_hash in front_hashes  # type: ignore[union-attr]
-            gp = pooled.get(t.graph_hash)  # type: ignore[union-attr]
-            acc, tally = (gp.accuracy, f"{gp.correct}/{gp.scored}") if gp else (t.accuracy, f"{t.correct}/{t.scored}")  # type: ignore[union-attr]
-            rows.append([r.name, r.optimizer, t.id, acc, tally,  # type: ignore[union-attr]
-                         t.planned_units, t.latency, t.estimated_latency, on,  # type: ignore[union-attr]
+            on = t.graph_hash in front_hashes
+            gp = pooled.get(t.graph_hash)
+            acc, tally = ((gp.accuracy, f"{gp.correct}/{gp.scored}") if gp
+                          else (t.accuracy, f"{t.correct}/{t.scored}"))
+            rows.append([r.name, r.optimizer, t.id, acc, tally,
+                         t.planned_units, t.latency, t.estimated_latency, on,
                          _Raw(_e(_ci_text(summ))) if summ else None, summ.get("items"), summ.get("errors"),
                          _latency_of(summ) if summ else None])
         body.append(_table(["run", "optimizer", "trial", "search accuracy (pooled)", "correct/scored", "planned units",
@@ -646,7 +648,7 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
     return ReportResult(
         kind=kind, html_path=html_path, png_paths=png_paths, runs=[r.name for r in runs], trials=len(all_trials),
         front=[g.to_dict() for g in graph_front],
-        selected=[_trial_summary(r, t, pooled.get(t.graph_hash)) for r, t in selected_pairs],  # type: ignore[arg-type, union-attr]
+        selected=[_trial_summary(r, t, pooled.get(t.graph_hash)) for r, t in selected_pairs],
         speeds=speeds.to_dict(),
     )
 
