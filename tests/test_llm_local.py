@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ttsgraph.errors import BackendError
 from ttsgraph.executor import Executor, summarize
 from ttsgraph.graph import parallel
 from ttsgraph.llm.base import SamplingParams
@@ -72,6 +73,12 @@ def test_two_models_in_flight_do_not_block_the_loop(local: LocalBackend) -> None
     ticks, outs = asyncio.run(go())
     assert all(o.text for o in outs)
     assert ticks > 5  # the event loop kept running while the models computed
+
+
+def test_oversized_prompt_is_a_backend_error_with_the_reason(local: LocalBackend) -> None:
+    huge = [{"role": "user", "content": "seven " * 3000}]
+    with pytest.raises(BackendError, match="context window"):
+        asyncio.run(local.complete("smollm2-135m", huge, SamplingParams(max_tokens=4)))
 
 
 def test_prepare_is_idempotent() -> None:

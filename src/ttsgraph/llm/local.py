@@ -252,7 +252,8 @@ class LocalBackend:
                     )
                     choice = out["choices"][0]
                     text = choice.get("text") or ""
-            except ValueError as exc:  # e.g. "Requested tokens (n) exceed context window of 2048"
+            except (ValueError, RuntimeError) as exc:
+                # e.g. "Requested tokens (n) exceed context window of 2048", or a failed llama_decode
                 raise BackendError(str(exc), model=model) from exc
             seconds = time.perf_counter() - started
         if not text.strip():
