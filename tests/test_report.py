@@ -362,3 +362,23 @@ def test_runs_with_the_same_directory_name_are_told_apart(tmp_path: Path) -> Non
     assert sorted(res.runs) == ["a/run", "b/run"]
     assert sorted(s["run"] for s in res.selected) == ["a/run", "b/run"]
     assert len({p.name for p in res.png_paths}) == len(res.png_paths)  # one graph PNG per run, none overwritten
+
+
+def test_report_while_the_search_still_writes(tmp_path: Path) -> None:
+    """A search holds the run open for writing (and its lock); the report reads alongside it, and a
+    trial stored afterwards shows up in the next report."""
+    made = make_run(tmp_path / "live", graphs=GRAPHS[:2], batch=2, agent=False, test=False)
+    writer = RunStore.open(made.path)
+    try:
+        first = build_report(made.path)
+        assert first.trials == 2
+        ev = made.trials[0]
+        writer.add_trial(ev, iteration=5, optimizer="agent-reinforce", seed=0, results=[], position=0)
+        second = build_report(made.path)
+        assert second.trials == 3
+    finally:
+        writer.close()
+    page = second.html_path.read_text()
+    assert "wall s" in page
+    data = load_run(made.path)
+    assert all(t.wall is not None and t.wall >= 0 for t in data.trials[:2]) and data.trials[2].wall is None

@@ -68,6 +68,7 @@ class Trial:
     latency: float | None
     meta: dict[str, Any] = field(default_factory=dict)
     kind: str = "search"  # "search", or "race" (a candidate re-scored on more items)
+    wall: float | None = None  # mean wall-clock seconds per item (critical path + queueing)
     estimated_latency: float | None = None  # filled by the report's latency model
 
 
@@ -159,12 +160,16 @@ def load_run(path: str | Path) -> RunData:
         traces: dict[int, list[list[dict[str, Any]]]] = {}
         for t in trials:
             items = []
+            walls = []
             for res in store.item_results(t.id):
+                if res.get("error") is None and _float(res.get("wall")) is not None:
+                    walls.append(float(res["wall"]))
                 trace = res.get("trace")
                 nodes = trace.get("nodes", []) if isinstance(trace, dict) else trace
                 if isinstance(nodes, list):
                     items.append([n for n in nodes if isinstance(n, dict)])
             traces[t.id] = items
+            t.wall = sum(walls) / len(walls) if walls else None
         agent_log = store.agent_log()
         tests = store.test_results()
     except (sqlite3.DatabaseError, json.JSONDecodeError, GraphError, KeyError) as exc:
@@ -439,7 +444,7 @@ def _trial_table(runs: Sequence[RunData], front_keys: set[tuple[str, int]], sele
                  show_run: bool) -> str:
     headers = (["run"] if show_run else []) + ["trial", "iter", "optimizer", "nodes", "edges", "accuracy",
                                                "correct/scored", "errors", "planned units", "measured units",
-                                               "latency s", "est. latency s", "on front"]
+                                               "latency s", "est. latency s", "wall s", "on front"]
     rows, classes = [], []
     for r in runs:
         for t in r.trials:
@@ -448,7 +453,7 @@ def _trial_table(runs: Sequence[RunData], front_keys: set[tuple[str, int]], sele
             rows.append(([r.name] if show_run else []) + [
                 t.id, t.iteration if t.kind == "search" else f"{t.kind} {t.iteration}", t.optimizer, len(g.nodes),
                 len(g.edges), t.accuracy, f"{t.correct}/{t.scored}", t.errors, t.planned_units, t.measured_units,
-                t.latency, t.estimated_latency, key in front_keys])
+                t.latency, t.estimated_latency, t.wall, key in front_keys])
             classes.append("sel" if key in selected else "front" if key in front_keys else "")
     return _table(headers, rows, classes, left=1 if show_run else 0)
 
