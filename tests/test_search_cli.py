@@ -138,22 +138,28 @@ def ttsgraph_cmd() -> list[str]:
 
 @pytest.mark.integration
 def test_real_small_search_on_the_embedded_models(tmp_path):
-    """Random search, 3 iterations × 2 items, on SmolLM2 + Gemma-3-270M (arithmetic)."""
+    """The embedded default, small: Agent-REINFORCE with SmolLM2 as agent, SmolLM2 + Gemma-3-270M as
+    workers, arithmetic, 3 iterations × 2 items (no pretest, short agent replies)."""
     proc = subprocess.run(
-        [*ttsgraph_cmd(), "search", "--task", "arithmetic", "--budget-nodes", "2",
-         "--optimizer", "random", "--iterations", "3", "--batch", "2", "--test-limit", "2", "--max-tokens", "24",
+        [*ttsgraph_cmd(), "search", "--task", "arithmetic", "--budget-nodes", "2", "--optimizer", "agent-reinforce",
+         "--agent", "smollm2-135m", "--opt", "pretest=false", "--opt", "agent_max_tokens=192",
+         "--iterations", "3", "--batch", "2", "--test-limit", "2", "--max-tokens", "24",
          "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"), "--concurrency", "2", "--json"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(proc.stdout)
-    assert data["trials"] == 3 and data["evaluations"] == 6
+    assert data["evaluations"] == 6 and data["trials"] >= 3
     assert data["backend_calls"] > 0 and data["test_ci"] is not None
+    assert data["agent_seconds"] > 0  # the agent was really asked
     assert 0.0 <= data["search_accuracy"] <= 1.0
     from ttsgraph.store import RunStore
 
     with RunStore.open(tmp_path / "run", readonly=True) as store:
+        assert store.agent_log(), "agent exchanges are stored for audit"
+        budget = store.get_config("space")["budget_units"]
         for t in store.trials():
+            assert t.planned_units <= budget + 1e-9
             for r in store.item_results(t.id):
                 assert r["error"] is None, r["error"]
                 assert all(n["text"] for n in r["trace"]["nodes"])
