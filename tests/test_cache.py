@@ -122,3 +122,25 @@ def test_several_processes_share_one_file(tmp_path: Path) -> None:
     assert len(store) == 4 * 25 + 1  # the shared request was stored exactly once
     rows = sqlite3.connect(path).execute("SELECT text FROM responses WHERE text LIKE 'w%-s0'").fetchall()
     assert len(rows) == 5  # 4 own sample-0 rows + one shared
+
+
+def test_a_locked_cache_degrades_to_misses_not_errors(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite"
+    inner = ScriptedBackend(lambda m, msgs, s: "fine")
+
+    async def go() -> None:
+        cache = CachedBackend(inner, path)
+        cache.store._conn.execute("PRAGMA busy_timeout=50")
+        blocker = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        with pytest.warns(UserWarning, match="write failed"):
+            out = await cache.complete("m", MSGS, SamplingParams())
+        assert out.text == "fine" and not out.cached
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        again = await cache.complete("m", MSGS, SamplingParams())
+        assert not again.cached  # it was never stored, so it is asked again
+        assert (await cache.complete("m", MSGS, SamplingParams())).cached
+
+    asyncio.run(go())
+    assert len(inner.calls) == 2

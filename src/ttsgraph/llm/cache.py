@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from ttsgraph.errors import BackendError
@@ -57,32 +58,41 @@ class ResponseStore:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Completion | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT text, prompt_tokens, completion_tokens, seconds FROM responses WHERE key = ?",
-                (key,),
-            ).fetchone()
+        """The stored completion, or None. A read that fails (e.g. the file stayed locked past the
+        busy timeout) is a miss with a warning: the cache must never turn a good run into errors."""
+        try:
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT text, prompt_tokens, completion_tokens, seconds FROM responses WHERE key = ?",
+                    (key,),
+                ).fetchone()
+        except sqlite3.Error as exc:
+            warnings.warn(f"response cache {self.path}: read failed ({exc}); calling the backend")
+            return None
         if row is None:
             return None
         return Completion(text=row[0], prompt_tokens=row[1], completion_tokens=row[2], seconds=row[3], cached=True)
 
     def put(self, key: str, model: str, sample: int, completion: Completion) -> None:
         # INSERT OR IGNORE: if another process stored this sample first, keep its answer so every
-        # reader sees one value per key.
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    model,
-                    sample,
-                    completion.text,
-                    completion.prompt_tokens,
-                    completion.completion_tokens,
-                    completion.seconds,
-                    time.time(),
-                ),
-            )
+        # reader sees one value per key. A failed write loses only the reuse, not the answer.
+        try:
+            with self._lock:
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        model,
+                        sample,
+                        completion.text,
+                        completion.prompt_tokens,
+                        completion.completion_tokens,
+                        completion.seconds,
+                        time.time(),
+                    ),
+                )
+        except sqlite3.Error as exc:
+            warnings.warn(f"response cache {self.path}: write failed ({exc}); the answer is kept but not cached")
 
     def __len__(self) -> int:
         with self._lock:
