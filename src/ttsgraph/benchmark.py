@@ -321,44 +321,59 @@ def compare(rows: Sequence[BenchRow]) -> tuple[str | None, list[Comparison]]:
 
 
 def plot_curves(curves: dict[str, list[list[tuple[int, float]]]], path: Path, title: str = "") -> Path:
-    """Best-so-far search accuracy against evaluations, one line per optimizer: the mean over
-    seeds, with a band from the lowest to the highest seed (step functions on a common grid)."""
-    from ttsgraph.plots import colours, png_bytes
+    """Best-so-far search accuracy against evaluations: one panel per optimizer (shared axes, so
+    optimizers whose curves coincide stay readable) with the mean over seeds as a thick step line,
+    the min–max band across seeds, each seed as a thin line, and the other optimizers' means in grey."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.0, 4.0))
-    ax = fig.add_subplot()
+    from ttsgraph.plots import colours, png_bytes
+
+    names = [n for n in sorted(curves) if any(curves[n])]
+    cols = min(3, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / cols))
+    fig = Figure(figsize=(3.3 * cols, 2.6 * rows + 0.5))
     cmap = colours(list(curves))
-    drawn = 0
-    for name in sorted(curves):
+
+    def at(c: list[tuple[int, float]], x: int) -> float:
+        vals = [a for e, a in c if e <= x]
+        return max(vals) if vals else math.nan
+
+    summary: dict[str, tuple[list[int], list[float], list[float], list[float]]] = {}
+    for name in names:
         runs = [c for c in curves[name] if c]
-        if not runs:
-            continue
         grid = sorted({x for c in runs for x, _ in c})
-
-        def at(c: list[tuple[int, float]], x: int) -> float:
-            vals = [a for e, a in c if e <= x]
-            return max(vals) if vals else math.nan
-
-        values = [[at(c, x) for c in runs] for x in grid]
-        mean = [_mean([v for v in vs if not math.isnan(v)]) if any(not math.isnan(v) for v in vs) else math.nan
-                for vs in values]
-        lo = [min((v for v in vs if not math.isnan(v)), default=math.nan) for vs in values]
-        hi = [max((v for v in vs if not math.isnan(v)), default=math.nan) for vs in values]
-        c = cmap[name]
-        ax.step(grid, mean, where="post", color=c, lw=2, label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
-        if len(runs) > 1:
-            ax.fill_between(grid, lo, hi, step="post", color=c, alpha=0.18, lw=0)
-        drawn += 1
-    if not drawn:
+        values = [[v for v in (at(c, x) for c in runs) if not math.isnan(v)] for x in grid]
+        summary[name] = (grid, [_mean(v) if v else math.nan for v in values],
+                         [min(v, default=math.nan) for v in values], [max(v, default=math.nan) for v in values])
+    if not names:
+        ax = fig.add_subplot()
         ax.text(0.5, 0.5, "no trials", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("evaluations (search items scored)")
-    ax.set_ylabel("best search accuracy so far")
-    ax.set_ylim(-0.03, 1.03)
-    ax.grid(alpha=0.3)
-    if drawn:
-        ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title or "bench: best-so-far accuracy (mean over seeds, band = min–max)", fontsize=10)
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False) if names else [[]]
+    for k, name in enumerate(names):
+        ax = axes[k // cols][k % cols]
+        for other in names:
+            if other != name:
+                g, m, _, _ = summary[other]
+                ax.step(g, m, where="post", color="0.75", lw=1)
+        grid, mean, lo, hi = summary[name]
+        c = cmap[name]
+        runs = [r for r in curves[name] if r]
+        if len(runs) > 1:
+            ax.fill_between(grid, lo, hi, step="post", color=c, alpha=0.2, lw=0)
+            for r in runs:
+                ax.step([x for x, _ in r], [a for _, a in r], where="post", color=c, lw=0.8, alpha=0.6)
+        ax.step(grid, mean, where="post", color=c, lw=2.4)
+        ax.set_title(f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})", fontsize=9)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        if k % cols == 0:
+            ax.set_ylabel("best search acc.", fontsize=8)
+        if k // cols == rows - 1:
+            ax.set_xlabel("evaluations", fontsize=8)
+    for k in range(len(names), rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    fig.suptitle(title or "best-so-far search accuracy (mean over seeds, band = min–max)", fontsize=10)
+    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png_bytes(fig))
     return path
@@ -489,7 +504,8 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
         best, comparisons = compare(rows)
         curves = {r.name: [run.curve for run in r.runs] for r in rows if r.kind == "optimizer"}
         plot = plot_curves(curves, config.out / "bench_curves.png",
-                           f"{task.name}, budget {budget.units:.2f} units, {config.iterations}×{config.batch} evaluations")
+                           f"{task.name}, budget {budget.units:.2f} units: best-so-far search accuracy "
+                           f"(mean over {config.seeds} seeds, band = min–max)")
         result = BenchResult(config.to_dict() | {"budget_units": budget.units, "node_budget": space.node_budget,
                                                  "pool": pool.name, "agent_model": agent_model},
                              rows, comparisons, best, [str(i.id) for i in test_items], str(plot),
