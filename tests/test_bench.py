@@ -18,6 +18,7 @@ from ttsgraph.benchmark import (
     aggregate,
     best_so_far_curve,
     compare,
+    load_result,
     majority_vote,
     plot_curves,
     run_bench,
@@ -208,6 +209,7 @@ def test_bench_runs_every_optimizer_and_baseline_on_equal_terms(task: Arithmetic
     saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert saved["best_baseline"] == result.best_baseline and len(saved["rows"]) == len(result.rows)
     assert Path(result.plot or "").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(json.dumps(load_result(tmp_path / "bench").to_dict())) == json.loads(json.dumps(result.to_dict()))
     assert events.count("stage") == events.count("done") == (len(result.rows) - 6) + 6 * 2
     # a second run resumes every study from its store: nothing new is evaluated by a worker model
     before = len(scripted.calls)
@@ -249,3 +251,23 @@ def test_optimizer_options_reach_one_optimizer_or_all() -> None:
         parse_optimizer_options(["reinforce:baseline"])
     res = CliRunner().invoke(app, ["bench", "--optimizers", "random", "--opt", "tpe:n_startup=2", "--json"])
     assert res.exit_code == 2 and "tpe" in res.output
+
+
+def test_cli_show_reprints_a_finished_bench_and_names_a_missing_one(tmp_path: Path) -> None:
+    run = RunOutcome("random", 0, str(tmp_path / "runs" / "random-seed0"), {"nodes": []}, 0.5, [True, False], 0, 2.0,
+                     4, 8, 0, 1.0, 0.5, 0.0, [(2, 0.5), (4, 0.5)])
+    row = aggregate("random", [run])
+    base = BenchRow("single:m", "single", 1, None, 1.0, (0.3, 1.0), 2, 2, 0, 1.0, 0, 2, 0, 0.0, 1.0, 0.0,
+                    per_item=[1.0, 1.0])
+    best, comps = compare([row, base])
+    from ttsgraph.benchmark import BenchResult
+
+    cfg = {"task": "arithmetic", "budget_units": 3.3, "node_budget": 2, "pool": "local", "iterations": 2, "batch": 2,
+           "seeds": 1, "out": str(tmp_path)}
+    (tmp_path / "bench.json").write_text(json.dumps(BenchResult(cfg, [row, base], comps, best, ["a", "b"]).to_dict()))
+    res = CliRunner().invoke(app, ["bench", "--show", str(tmp_path)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "random" in res.stdout and "single:m" in res.stdout and "-50.0" in res.stdout
+    assert (tmp_path / "bench_curves.png").read_bytes()[:4] == b"\x89PNG"
+    res = CliRunner().invoke(app, ["bench", "--show", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "bench.json" in res.output

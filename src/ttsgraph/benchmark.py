@@ -140,6 +140,29 @@ class BenchResult:
                 "test_item_ids": self.test_item_ids, "plot": self.plot, "seconds": self.seconds}
 
 
+def load_result(out: Path) -> BenchResult:
+    """A finished bench read back from `OUT/bench.json` (for `ttsgraph bench --show`)."""
+    from ttsgraph.errors import FileFormatError
+
+    path = Path(out) / "bench.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rows = []
+        for r in data["rows"]:
+            r = dict(r)
+            runs = [RunOutcome(**{k: v for k, v in o.items() if k != "test_accuracy"}
+                               | {"curve": [tuple(p) for p in o.get("curve", [])]}) for o in r.pop("runs", [])]
+            r["test_ci"] = tuple(r["test_ci"])
+            rows.append(BenchRow(**r, runs=runs))
+        comparisons = [Comparison(**c) for c in data.get("comparisons", [])]
+        return BenchResult(data["config"], rows, comparisons, data.get("best_baseline"), data.get("test_item_ids", []),
+                           data.get("plot"), float(data.get("seconds", 0.0)))
+    except FileNotFoundError:
+        raise FileFormatError("no bench.json here: not a finished bench directory", path=str(path)) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FileFormatError(f"cannot read the bench summary: {exc}", path=str(path)) from None
+
+
 def _mean(xs: Sequence[float | bool]) -> float:
     return sum(float(x) for x in xs) / len(xs) if xs else 0.0
 

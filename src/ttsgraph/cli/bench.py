@@ -17,7 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ttsgraph.benchmark import DEFAULT_OPTIMIZERS, BenchConfig, BenchResult, run_bench
+from ttsgraph.benchmark import DEFAULT_OPTIMIZERS, BenchConfig, BenchResult, load_result, plot_curves, run_bench
 from ttsgraph.cli.app import app
 from ttsgraph.cli.common import console, emit_json, handle_errors, out
 from ttsgraph.cli.eval import parse_options
@@ -42,7 +42,7 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
-def print_result(result: BenchResult) -> None:
+def print_result(result: BenchResult, out_dir: Path | None = None) -> None:
     """The rich table and the paired comparisons."""
     cfg = result.config
     table = Table(title=f"bench: {cfg['task']} · budget {cfg['budget_units']:.2f} units (b={cfg['node_budget']}) · "
@@ -74,8 +74,8 @@ def print_result(result: BenchResult) -> None:
             verdict = ("better" if c.low > 0 else "worse" if c.high < 0 else "no significant difference")
             comp.add_row(c.name, f"{100 * c.difference:+.1f}", f"[{100 * c.low:+.1f}, {100 * c.high:+.1f}]", verdict)
         out.print(comp)
-    console.print(f"curves: {result.plot}   results: {Path(cfg['out']) / 'bench.json'}   "
-                  f"({result.seconds:.0f} s)")
+    console.print(f"curves: {result.plot}   results: {Path(out_dir or cfg['out']) / 'bench.json'}   "
+                  f"(ran {result.seconds:.0f} s)")
 
 
 @app.command("bench")
@@ -101,9 +101,22 @@ def bench_command(
     temperature: float = typer.Option(0.1, "--temperature", min=0.0, help="Sampling temperature of worker nodes."),
     concurrency: int = typer.Option(2, "--concurrency", "-c", min=1, help="Simultaneous calls per serving backend."),
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the single-model and self-consistency rows."),
+    show: Path | None = typer.Option(None, "--show", help="Print the results of a finished bench directory (redraws its PNG) instead of running."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run several optimizers × seeds and fixed baselines on the same items; table, comparison, PNG."""
+    if show is not None:
+        result = load_result(show)
+        curves = {r.name: [run.curve for run in r.runs] for r in result.rows if r.kind == "optimizer"}
+        cfg = result.config
+        result.plot = str(plot_curves(curves, Path(show) / "bench_curves.png",
+                                      f"{cfg['task']}, budget {cfg['budget_units']:.2f} units: best-so-far search "
+                                      f"accuracy (mean over {cfg['seeds']} seeds, band = min–max)"))
+        if as_json:
+            emit_json(result.to_dict())
+        else:
+            print_result(result, Path(show))
+        return
     config = BenchConfig(
         task=task, task_options=parse_options(option), models=models, budget=budget, budget_nodes=budget_nodes,
         optimizers=tuple(o.strip() for o in optimizers.split(",") if o.strip()), seeds=seeds, iterations=iterations,
