@@ -255,7 +255,8 @@ class AgentReinforce(Optimizer):
         for k, counts in enumerate(variants):
             g = self.space.random_graph(counts, self.rng, PRETEST_EDGE_P)
             g = Graph([Node(n.id, n.model, "assistant") for n in g.nodes], list(g.edges), g.output)
-            proposals.append(Proposal(g, 1, {"phase": "pretest", "variant": k, "counts": counts}))
+            # scored on one item to choose a mix, not to compete for "best" (the study may skip it)
+            proposals.append(Proposal(g, 1, {"phase": "pretest", "variant": k, "counts": counts, "candidate": False}))
         self._pending = {"kind": "pretest", "picked": picked, "variants": variants, "retries": retries,
                          "fallbacks": fallbacks}
         self.phase = "pretest-wait"
