@@ -496,3 +496,17 @@ def test_retries_are_asked_hotter_so_a_seeded_agent_does_not_repeat_itself(tmp_p
     asyncio.run(opt.ask())
     temps = [c.params.temperature for c in backend.calls[1:]]
     assert temps == pytest.approx([0.1, 0.4, 0.7, 1.0])
+
+
+def test_profile_given_as_a_path(tmp_path: Any) -> None:
+    from ttsgraph.profile import Profile, save_profile
+
+    pool, task, space = local_setup()
+    prof = Profile(task="arithmetic", task_config=None, pool="local", models=list(pool.models), items=3,
+                   source="measured", singles={S: {"accuracy": 1 / 3}, G: {"accuracy": 2 / 3}})
+    save_profile(prof, tmp_path / "profile.json")
+    backend = ScriptedBackend(Agent([]))
+    opt = AgentReinforce(space, backend=backend, task=task, profile=str(tmp_path / "profile.json"))
+    asyncio.run(opt.ask())
+    assert "smollm2-135m: 33%" in backend.calls[0].messages[-1]["content"]
+    assert opt.state_dict()["profile"]["singles"][G]["accuracy"] == pytest.approx(2 / 3)
