@@ -131,6 +131,22 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, cli):
     assert again["evaluations"] == first["evaluations"]
 
 
+def test_pareto_selection_latency_objective_and_racing(tmp_path, cli):
+    data = json.loads(cli(*BASE, "--out", "p", "--no-cache", "--select", "pareto", "--objective", "accuracy-latency",
+                          "--latency-weight", "0.5", "--race", "2", "--race-items", "3", "--json").stdout)
+    assert data["pareto"] and data["best_trial"] in data["pareto"]
+    assert data["evaluations"] == 8 + 2 * 3  # racing re-scores are counted
+    from ttsgraph.store import RunStore
+
+    with RunStore.open(tmp_path / "p", readonly=True) as store:
+        assert len(store.trials("race")) == 2
+        assert store.get_config("search")["objective"] == "accuracy-latency"
+        from ttsgraph.tasks import load_task
+
+        lengths = load_task("arithmetic", size=20).lengths
+        assert store.get_config("search")["lengths"] == [lengths.prompt, lengths.answer]  # pinned for --resume
+
+
 def ttsgraph_cmd() -> list[str]:
     script = Path(sys.executable).parent / "ttsgraph"
     return [str(script)] if script.exists() else [sys.executable, "-c", "from ttsgraph.cli import app; app()"]
