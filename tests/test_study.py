@@ -287,3 +287,20 @@ def test_agent_log_is_drained_into_the_store(tmp_path, pool, task):
     assert [e["prompt"][0]["content"] for e in log] == ["round 0", "round 1", "round 2"]
     assert log[0]["meta"]["cached"] is False
     assert result.agent_seconds == pytest.approx(1.5)
+
+
+def test_resume_during_racing_equals_uninterrupted(tmp_path, pool, task):
+    graphs = [parallel(2, GEMMA, SMOL), chain(2, SMOL), parallel(2, SMOL, SMOL)]
+    kw = dict(iterations=3, batch=2, test_limit=2, seed=4, race=2, race_items=3)
+    ref_study = make_study(tmp_path / "ref", pool, task, graphs, **kw)
+    reference = _summary(ref_study, run(ref_study))
+    calls_before_race = sum(t.meta["study"]["backend_calls"] for t in ref_study.store.trials("search"))
+    ref_study.store.close()
+    crashing = make_study(tmp_path / "crash", pool, task, graphs,
+                          backend=crashing_backend(pool, calls_before_race + 4), **kw)
+    with pytest.raises(Crash):
+        run(crashing)
+    assert len(crashing.store.trials("search")) == 3 and len(crashing.store.trials("race")) < 2
+    crashing.store.close()
+    resumed = make_study(tmp_path / "crash", pool, task, graphs, create=False, **kw)
+    assert _summary(resumed, run(resumed)) == reference
