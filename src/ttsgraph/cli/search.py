@@ -210,7 +210,7 @@ def search_command(
     batch: int = typer.Option(3, "--batch", "-n", min=1, help="Search items per iteration."),
     seed: int = typer.Option(0, "--seed", help="Seed of the optimizer and of the item stream."),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<task>-<optimizer>-<budget>-s<seed>)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from where it stopped, with its stored settings (only --cache, --no-cache, --concurrency, --json apply)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from where it stopped, with its stored settings and cache (only --cache, --no-cache, --concurrency, --json apply)."),
     select: str = typer.Option("best", "--select", help="Which graph to return: best | last | pareto."),
     objective: str = typer.Option("accuracy", "--objective", help="accuracy | accuracy-latency."),
     latency_weight: float = typer.Option(0.0, "--latency-weight", min=0.0, help="λ of accuracy − λ·latency/latency_ref."),
@@ -241,6 +241,9 @@ def search_command(
         if cfg is None:
             store.close()
             raise TtsGraphError(f"{out_dir}: the run holds no search configuration")
+        stored_cache = store.get_config("cache")
+        if cache is None and not no_cache and stored_cache:
+            cache_path = Path(stored_cache)  # the cache the interrupted run filled: its calls come back free
     else:
         if task is None:
             raise TaskError("--task is required (or --resume with --out)")
@@ -254,6 +257,8 @@ def search_command(
                "race_items": race_items}
         if models is not None and Path(models).exists():
             cfg["models"] = str(Path(models).resolve())
+        if cache_path is not None:
+            cache_path = cache_path.resolve()
         out_dir = out_dir or default_run_dir(cfg)
         store = RunStore.create(out_dir)
     try:
