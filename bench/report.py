@@ -80,29 +80,36 @@ def bench_latency(n_items: int) -> dict[str, Any]:
     pool = load_pool("local")
     backend = build_backend(pool, None)
     items = task.items("search")[:n_items]
+    caps = {cap: Executor(backend, pool, task, SamplingParams(max_tokens=cap), concurrency=1) for cap in (8, 32)}
+    ex = Executor(backend, pool, task, SamplingParams(max_tokens=32), concurrency=4)
+    shapes = {"parallel2->gemma": parallel(2, SMOL, GEMMA), "chain2": chain(2, SMOL, GEMMA),
+              "mixed3->smol": parallel(3, [SMOL, GEMMA, SMOL], SMOL)}
     fit_traces: list[NodeTrace] = []
     runs = []
-    for cap in (8, 32):
-        ex = Executor(backend, pool, task, SamplingParams(max_tokens=cap), concurrency=1)
-        for model in (SMOL, GEMMA):
-            rs = asyncio.run(ex.run_items(single(model), items))
-            fit_traces += [t for r in rs for t in r.nodes]
-            if cap == 32:
-                runs += [(single(model), r.nodes) for r in rs]
+    measured: dict[str, list[float]] = {name: [] for name in shapes}
+    # interleaved item by item, so that other load on the machine hits fitting and measuring alike
+    for item in items:
+        for cap, cap_ex in caps.items():
+            for model in (SMOL, GEMMA):
+                r = asyncio.run(cap_ex.run_item(single(model), item))
+                fit_traces += r.nodes
+                if cap == 32:
+                    runs.append((single(model), r.nodes))
+        for name, g in shapes.items():
+            r = asyncio.run(ex.run_item(g, item))
+            if r.error is None:
+                measured[name].append(r.critical_path)
     lm = LatencyModel.from_traces(fit_traces)
     lengths = observed_lengths(runs)
     if lengths is None:
         raise SystemExit("no usable traces: every call failed")
-    ex = Executor(backend, pool, task, SamplingParams(max_tokens=32), concurrency=4)
-    shapes = {"parallel2->gemma": parallel(2, SMOL, GEMMA), "chain2": chain(2, SMOL, GEMMA),
-              "mixed3->smol": parallel(3, [SMOL, GEMMA, SMOL], SMOL)}
     rows = []
     for name, g in shapes.items():
         est = estimate_latency(g, lengths, lm)
-        rs = [r for r in asyncio.run(ex.run_items(g, items)) if r.error is None]
-        measured = sum(r.critical_path for r in rs) / len(rs) if rs else float("nan")
-        rows.append({"shape": name, "estimated_s": est, "measured_s": measured,
-                     "relative_error": abs(est - measured) / measured if rs else None})
+        ms = measured[name]
+        mean = sum(ms) / len(ms) if ms else float("nan")
+        rows.append({"shape": name, "estimated_s": est, "measured_s": mean,
+                     "relative_error": abs(est - mean) / mean if ms else None})
     return {"speeds": lm.to_dict(), "lengths": {"prompt": lengths.prompt, "answer": lengths.answer}, "shapes": rows}
 
 
