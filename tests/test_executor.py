@@ -207,3 +207,24 @@ def test_one_executor_survives_many_event_loops(task, pool) -> None:  # type: ig
     for k in range(6):
         results = asyncio.run(ex.run_items(parallel(3, SMOL), task.items("search")[k : k + 2]))
         assert all(r.error is None and r.correct for r in results)
+
+
+@pytest.mark.parametrize("thread_safe", [False, True])
+def test_grading_thread_follows_the_task(task, pool, thread_safe: bool) -> None:  # type: ignore[no-untyped-def]
+    """math-verify needs the main thread; sandboxed (thread-safe) grading must not block the loop."""
+    import threading
+
+    seen: list[str] = []
+
+    class Recording(ArithmeticTask):
+        thread_safe_grading = thread_safe
+
+        def grade(self, item, text):  # type: ignore[no-untyped-def]
+            seen.append(threading.current_thread().name)
+            return super().grade(item, text)
+
+    rec = Recording(seed=7, size=20)
+    backend = build_backend(pool, None, fake=ScriptedBackend(solver(rec)))
+    r = asyncio.run(Executor(backend, pool, rec).run_item(single(SMOL), rec.items("search")[0]))
+    assert r.correct and len(seen) == 1
+    assert (seen[0] == threading.main_thread().name) is (not thread_safe)

@@ -231,7 +231,11 @@ class Executor:
             nodes=nodes,
         )
         if result.error is None and out.text is not None:
-            grade = self.task.grade(item, out.text)  # on the loop's (main) thread: see module doc
+            if getattr(self.task, "thread_safe_grading", False):
+                # Sandboxed code runs for seconds: keep the loop (and other items' nodes) going.
+                grade = await asyncio.to_thread(self.task.grade, item, out.text)
+            else:
+                grade = self.task.grade(item, out.text)  # on the loop's (main) thread: see module doc
             result.correct = bool(grade.correct)
             result.extracted = grade.extracted
             result.detail = getattr(grade, "detail", "") or ""
