@@ -19,8 +19,7 @@ from rich.table import Table
 
 from ttsgraph.benchmark import DEFAULT_OPTIMIZERS, BenchConfig, BenchResult, load_result, plot_curves, run_bench
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import console, emit_json, handle_errors, out
-from ttsgraph.cli.eval import parse_options
+from ttsgraph.cli.common import console, emit_json, handle_errors, out, parse_pairs
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.llm.cache import default_cache_path
 
@@ -33,7 +32,7 @@ def parse_optimizer_options(pairs: list[str] | None) -> dict[str, dict[str, Any]
         name, colon, key = head.rpartition(":")
         if not sep or not key.strip():
             raise TtsGraphError(f"optimizer option {pair!r} must look like NAME:KEY=VALUE or KEY=VALUE")
-        value = parse_options([f"{key.strip()}={rest}"])
+        value = parse_pairs([f"{key.strip()}={rest}"], "optimizer")
         out.setdefault(name.strip() if colon else "*", {}).update(value)
     return out
 
@@ -118,7 +117,7 @@ def bench_command(
             print_result(result, Path(show))
         return
     config = BenchConfig(
-        task=task, task_options=parse_options(option), models=models, budget=budget, budget_nodes=budget_nodes,
+        task=task, task_options=parse_pairs(option), models=models, budget=budget, budget_nodes=budget_nodes,
         optimizers=tuple(o.strip() for o in optimizers.split(",") if o.strip()), seeds=seeds, iterations=iterations,
         batch=batch, agent=agent, test_limit=test_limit,
         out=out_dir or Path(f"bench-{task.replace(':', '_').replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"),

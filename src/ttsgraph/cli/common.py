@@ -68,3 +68,25 @@ def task_lengths(task: str | None) -> tuple[str, TaskLengths]:
     if key in PAPER_LENGTHS:
         return key, PAPER_LENGTHS[key]
     raise TaskError(f"unknown task {name!r}; known here: {', '.join(PAPER_LENGTHS)}")
+
+
+def parse_pairs(pairs: list[str] | None, what: str = "task") -> dict[str, Any]:
+    """`KEY=VALUE` options (`--option`, `--opt`): ints, floats and true/false are converted, the rest
+    stays text. `what` names the option kind in the error."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise TaskError(f"{what} option {pair!r} must look like KEY=VALUE")
+        value: Any = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    continue
+        options[key.strip()] = value
+    return options

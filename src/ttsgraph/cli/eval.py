@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out
+from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out, parse_pairs
 from ttsgraph.errors import GraphError, TaskError
 from ttsgraph.executor import EvalSummary, Executor, ItemResult, summarize
 from ttsgraph.graph import Graph
@@ -36,23 +36,6 @@ class Split(str, Enum):
     search = "search"
     test = "test"
 
-
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """`KEY=VALUE` task options; numbers become int/float, the rest stays text."""
-    options: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise TaskError(f"task option {pair!r} must look like KEY=VALUE")
-        value: Any = raw
-        for cast in (int, float):
-            try:
-                value = cast(raw)
-                break
-            except ValueError:
-                continue
-        options[key.strip()] = value
-    return options
 
 
 def check_graph_models(graph: Graph, pool: ModelPool) -> None:
@@ -172,7 +155,7 @@ def eval_command(
     graph.validate(models=set(pool.specs))
     check_graph_models(graph, pool)
     check_bindings(pool, sorted({n.model for n in graph.pruned()[0].nodes}))
-    task_obj = load_task(task, **parse_options(option))
+    task_obj = load_task(task, **parse_pairs(option))
     items = task_obj.items(split.value)
     if limit is not None:
         items = items[:limit]

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out
+from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out, parse_pairs
 from ttsgraph.errors import TaskError, TtsGraphError
 from ttsgraph.llm.base import SamplingParams
 from ttsgraph.profile import (
@@ -31,22 +31,6 @@ from ttsgraph.profile import (
     save_profile,
 )
 
-
-def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise TaskError(f"task option {pair!r} must look like KEY=VALUE")
-        value: Any = raw
-        for cast in (int, float):
-            try:
-                value = cast(raw)
-                break
-            except ValueError:
-                continue
-        options[key.strip()] = value
-    return options
 
 
 def _pct(x: Any) -> str:
@@ -116,7 +100,7 @@ def profile_command(
         else:
             print_profile(prof, None, False)
         return
-    task_obj = load_task(task, **_parse_options(option))
+    task_obj = load_task(task, **parse_pairs(option))
     params = SamplingParams(temperature=temperature, max_tokens=max_tokens)
     key = profile_key(task_obj, pool, items=items, seed=seed, params=params, mixes=mixes, mix_nodes=mix_nodes)
     path = profile_path(task_obj, pool, key, out_dir)

@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out
+from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out, parse_pairs
 from ttsgraph.cost import Budget, TaskLengths
 from ttsgraph.errors import BudgetError, TaskError, TtsGraphError
 from ttsgraph.graph_io import to_text
@@ -37,26 +37,6 @@ from ttsgraph.llm.router import build_backend, check_bindings
 from ttsgraph.search.space import SearchSpace
 from ttsgraph.store import RunStore
 from ttsgraph.study import OBJECTIVES, SELECTIONS, Study, StudyResult
-
-def parse_pairs(pairs: list[str] | None, what: str) -> dict[str, Any]:
-    """KEY=VALUE pairs; ints, floats and true/false are converted, the rest stays text."""
-    options: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise TaskError(f"{what} option {pair!r} must look like KEY=VALUE")
-        value: Any = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    continue
-        options[key.strip()] = value
-    return options
 
 
 def default_run_dir(cfg: dict[str, Any]) -> Path:
