@@ -18,7 +18,8 @@ from ttsgraph.models import load_pool
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal
 from ttsgraph.search.space import SearchSpace
 from ttsgraph.store import RunStore
-from ttsgraph.study import ItemStream, Study, pareto_indices
+from ttsgraph.pareto import pareto_indices
+from ttsgraph.study import ItemStream, Study
 from ttsgraph.tasks import load_task
 
 SMOL, GEMMA = "smollm2-135m", "gemma-3-270m"
@@ -208,7 +209,8 @@ def test_accuracy_latency_objective(tmp_path, pool, task):
 
 def test_pareto_selection():
     pts = [(0.5, 3.0, 1.0), (0.5, 2.0, 1.0), (0.8, 5.0, 2.0), (0.4, 1.0, 0.5), (0.3, 4.0, 3.0)]
-    assert pareto_indices(pts) == [1, 2, 3]
+    cands = [{"accuracy": a, "units": u, "latency": lat} for a, u, lat in pts]  # the study's candidate rows
+    assert pareto_indices(cands, maximize=("accuracy",), minimize=("units", "latency")) == [1, 2, 3]
 
 
 def test_bad_settings(tmp_path, pool, task):

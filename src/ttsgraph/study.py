@@ -32,6 +32,7 @@ from ttsgraph.graph import Graph
 from ttsgraph.graph_io import save_graph
 from ttsgraph.llm.base import Backend, SamplingParams
 from ttsgraph.models import ModelPool
+from ttsgraph.pareto import pareto_indices
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal
 from ttsgraph.search.space import SearchSpace, fix_roles
 from ttsgraph.store import RunStore, TrialRecord
@@ -112,19 +113,6 @@ class StudyResult:
 def _calls(results: Sequence[ItemResult]) -> tuple[int, int]:
     nodes = [t for r in results for t in r.nodes]
     return sum(1 for t in nodes if t.called and not t.cached), sum(1 for t in nodes if t.cached)
-
-
-def pareto_indices(points: Sequence[tuple[float, float, float]]) -> list[int]:
-    """Indices of the points not dominated under (accuracy ↑, units ↓, latency ↓)."""
-    keep = []
-    for i, (a, u, l) in enumerate(points):
-        dominated = any(
-            (b >= a and v <= u and m <= l) and (b > a or v < u or m < l)
-            for j, (b, v, m) in enumerate(points) if j != i
-        )
-        if not dominated:
-            keep.append(i)
-    return keep
 
 
 class Study:
@@ -396,7 +384,7 @@ class Study:
                 await self._race(self._candidates(search))
             cands = self._candidates(self.store.trials())
             if self.select == "pareto":
-                front = pareto_indices([(c["accuracy"], c["units"], c["latency"]) for c in cands])
+                front = pareto_indices(cands, maximize=("accuracy",), minimize=("units", "latency"))
                 pareto = sorted(cands[i]["trial"] for i in front)
                 cands = [cands[i] for i in front]
             chosen = min(cands, key=self._rank)
@@ -437,4 +425,4 @@ class Study:
         return summary
 
 
-__all__ = ["Study", "StudyResult", "ItemStream", "pareto_indices", "OBJECTIVES", "SELECTIONS"]
+__all__ = ["Study", "StudyResult", "ItemStream", "OBJECTIVES", "SELECTIONS"]

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from ttsgraph.cli.app import app
 from ttsgraph.cli.common import console, emit_json, handle_errors, out
-from ttsgraph.report import build_report
 
 
 @app.command()
@@ -27,6 +26,8 @@ def report(
                         transient=True, disable=not console.is_terminal)
     with progress:
         step = progress.add_task("report", total=None)
+        from ttsgraph.report import build_report  # matplotlib: paid only by this command
+
         result = build_report(run, out_path, progress=lambda msg: progress.update(step, description=msg))
     if as_json:
         emit_json(result.to_dict())

@@ -191,7 +191,7 @@ def search_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the optimizer and of the item stream."),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<task>-<optimizer>-<budget>-s<seed>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from where it stopped, with its stored settings and cache (only --cache, --no-cache, --concurrency, --json apply)."),
-    select: str = typer.Option("best", "--select", help="Which graph to return: best | last | pareto."),
+    select: str | None = typer.Option(None, "--select", help="Which graph to return: best | last | pareto (default: best; pareto with --objective accuracy-latency)."),
     objective: str = typer.Option("accuracy", "--objective", help="accuracy | accuracy-latency."),
     latency_weight: float = typer.Option(0.0, "--latency-weight", min=0.0, help="λ of accuracy − λ·latency/latency_ref."),
     race: int = typer.Option(0, "--race", min=0, help="Re-score this many top candidates on more search items."),
@@ -206,6 +206,10 @@ def search_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
 ) -> None:
     """Search the best test-time-compute graph for a task under a FLOPs budget (resumable)."""
+    if select is None:
+        # With a joint objective, the most accurate graph may be dominated by an equally accurate,
+        # faster one: choose on the Pareto front unless the user asks otherwise.
+        select = "pareto" if objective == "accuracy-latency" else "best"
     if select not in SELECTIONS:
         raise TtsGraphError(f"--select must be one of {', '.join(SELECTIONS)}, got {select!r}")
     if objective not in OBJECTIVES:
