@@ -54,3 +54,21 @@ def test_state_keeps_undrained_exchanges_and_counters() -> None:
     assert other.calls == 2 and other.total_wall == pytest.approx(client.total_wall)
     assert [e.reply for e in other.drain()] == ["b"]
     assert Exchange.from_dict(client.log[-1].to_dict()) == client.log[-1]
+
+
+def test_a_repeated_prompt_draws_a_new_sample_and_resumes_in_step(tmp_path) -> None:
+    """With a response cache, sample 0 every time would hand a stalled search the same reply forever."""
+    from ttsgraph.llm.cache import CachedBackend
+
+    inner = ScriptedBackend(lambda model, messages, sample: f"reply {sample}")
+    cached = CachedBackend(inner, tmp_path / "cache.sqlite")
+    client = AgentClient(cached, "m")
+    first = asyncio.run(client.ask(MSGS))[0]
+    state = json.loads(json.dumps(client.state_dict()))
+    second = asyncio.run(client.ask(MSGS))[0]
+    other_prompt = asyncio.run(client.ask(MSGS[:1]))[0]
+    assert (first, second, other_prompt) == ("reply 0", "reply 1", "reply 0")
+    resumed = AgentClient(cached, "m")
+    resumed.load_state_dict(state)
+    assert asyncio.run(resumed.ask(MSGS))[0] == "reply 1"  # same sample as the uninterrupted run...
+    assert resumed.log[-1].cached  # ...served from the cache

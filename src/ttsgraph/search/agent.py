@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ttsgraph.errors import BackendError
-from ttsgraph.llm.base import Backend, Message, SamplingParams
+from ttsgraph.llm.base import Backend, Message, SamplingParams, request_key
 
 DEFAULT_AGENT_PARAMS = SamplingParams(temperature=0.1, top_p=1.0, max_tokens=1024)
 """The paper's agent temperature (0.1); a reply budget that fits a JSON graph of ~12 nodes."""
@@ -77,6 +77,10 @@ class AgentClient:
         self._pending: list[Exchange] = []
         self.total_wall = 0.0
         self.calls = 0
+        # How often each exact request was sent: the n-th identical request is sample n. With
+        # sample 0 every time, a repeated prompt (same graph, same accuracy) would come back from
+        # the response cache as the same reply, and the search would stall on one graph.
+        self._asked: dict[str, int] = {}
 
     async def ask(self, messages: list[Message], schema: dict[str, Any] | None = None, *, kind: str = "update",
                   iteration: int = 0, attempt: int = 0, meta: dict[str, Any] | None = None,
@@ -95,8 +99,11 @@ class AgentClient:
             params = replace(params, temperature=temperature)
         started = time.perf_counter()
         self.calls += 1
+        key = request_key(self.model, list(messages), params)
+        sample = self._asked.get(key, 0)
+        self._asked[key] = sample + 1
         try:
-            completion = await self.backend.complete(self.model, list(messages), params, 0)
+            completion = await self.backend.complete(self.model, list(messages), params, sample)
         except BackendError as exc:
             wall = time.perf_counter() - started
             self.total_wall += wall
@@ -132,10 +139,12 @@ class AgentClient:
 
     def state_dict(self) -> dict[str, Any]:
         """Counters and the exchanges not yet drained (the drained ones live in the run store)."""
-        return {"pending": [e.to_dict() for e in self._pending], "total_wall": self.total_wall, "calls": self.calls}
+        return {"pending": [e.to_dict() for e in self._pending], "total_wall": self.total_wall, "calls": self.calls,
+                "asked": dict(self._asked)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._pending = [Exchange.from_dict(e) for e in state.get("pending", [])]
         self.log = list(self._pending)
         self.total_wall = float(state.get("total_wall", 0.0))
         self.calls = int(state.get("calls", 0))
+        self._asked = {str(k): int(v) for k, v in state.get("asked", {}).items()}
