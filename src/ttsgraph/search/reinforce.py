@@ -181,7 +181,9 @@ class Reinforce(Optimizer):
         proposals = []
         for _ in range(self.samples):
             graph, logp = self.dist.sample(self.rng)
-            self._pending.append(graph)
+            # The gradient is of the whole draw (dead nodes included), whose log p `logp` is; the
+            # pruned graph that is run would miss the edges and roles that were drawn and lost.
+            self._pending.append(self.dist.last_draw or graph)
             proposals.append(Proposal(graph, self.items_per_sample, {"logp": logp}))
         return proposals
 
