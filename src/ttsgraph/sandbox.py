@@ -213,44 +213,26 @@ def _bwrap_command(workdir: str, python: str) -> list[str]:
     return cmd
 
 
-@lru_cache(maxsize=None)
-def _bwrap_works(as_uid: int | None) -> bool:
-    """Probe once whether bubblewrap can create its namespaces here (as `as_uid` when given)."""
-    if shutil.which("bwrap") is None:
-        return False
+def _runs(argv: list[str], as_uid: int | None) -> bool:
+    """Whether `argv` (a namespace-creating probe) succeeds here, run as `as_uid` when given."""
     try:
-        probe = subprocess.run(
-            ["bwrap", "--unshare-all", *_system_binds(), "true"],
-            capture_output=True,
-            timeout=20,
-            cwd="/",
-            user=as_uid,
-            group=as_uid,
-            extra_groups=[] if as_uid is not None else None,
-        )
+        probe = subprocess.run(argv, capture_output=True, timeout=20, cwd="/", user=as_uid, group=as_uid,
+                               extra_groups=[] if as_uid is not None else None)
     except (OSError, subprocess.SubprocessError):
         return False
     return probe.returncode == 0
+
+
+@lru_cache(maxsize=None)
+def _bwrap_works(as_uid: int | None) -> bool:
+    """Probe once whether bubblewrap can create its namespaces here (as `as_uid` when given)."""
+    return shutil.which("bwrap") is not None and _runs(["bwrap", "--unshare-all", *_system_binds(), "true"], as_uid)
 
 
 @lru_cache(maxsize=None)
 def _unshare_works(as_uid: int | None) -> bool:
     """Probe once whether util-linux `unshare` can create user, net, pid and mount namespaces."""
-    if shutil.which("unshare") is None:
-        return False
-    try:
-        probe = subprocess.run(
-            [*_UNSHARE_ARGS, "true"],
-            capture_output=True,
-            timeout=20,
-            cwd="/",
-            user=as_uid,
-            group=as_uid,
-            extra_groups=[] if as_uid is not None else None,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return probe.returncode == 0
+    return shutil.which("unshare") is not None and _runs([*_UNSHARE_ARGS, "true"], as_uid)
 
 
 def _probe_uid() -> int | None:
