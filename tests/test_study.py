@@ -174,6 +174,37 @@ def test_select_best_pools_items_and_breaks_ties_by_units(tmp_path, pool, task):
     assert result.best.planned_units == min(units.values())
 
 
+class ProbeThenBatch(ScriptOpt):
+    """First ask: a one-item screening probe (meta candidate=False), then real batches of another graph."""
+
+    name = "test-probe"
+
+    async def ask(self) -> list[Proposal]:
+        if not self.history:
+            return [Proposal(self.graphs[0], 1, {"candidate": False})]
+        return [Proposal(self.graphs[1], self.batch)]
+
+
+def test_screening_probes_are_never_selected(tmp_path, pool, task):
+    calls = []
+
+    def first_call_right(model, messages, sample):  # the probe's single call is right, all later ones wrong
+        calls.append(model)
+        value = answer_of(messages[-1]["content"]) if "What is" in messages[-1]["content"] else 0
+        return f"Answer: {value if len(calls) == 1 else value + 1}"
+
+    probe = Graph([Node("out", SMOL)], [], "out")
+    real = parallel(1, GEMMA, SMOL)
+    backend = build_backend(pool, None, fake=ScriptedBackend(first_call_right))
+    study = make_study(tmp_path, pool, task, [probe, real], backend=backend, iterations=3, batch=2, test_limit=0,
+                       opt_cls=ProbeThenBatch)
+    result = run(study)
+    probe_trial = study.store.trials()[0]
+    assert probe_trial.accuracy == 1.0 and probe_trial.meta.get("candidate") is False
+    assert result.best.graph.canonical_hash() != probe_trial.graph_hash  # 0% on batches beats 1/1 on a probe
+    assert result.best.graph.canonical_hash() == study.store.trials()[-1].graph_hash
+
+
 def test_select_last_returns_the_last_trial(tmp_path, pool, task):
     graphs = [parallel(2, GEMMA, SMOL), chain(2, SMOL)]
     study = make_study(tmp_path, pool, task, graphs, iterations=4, batch=1, select="last", test_limit=0)

@@ -335,19 +335,25 @@ class Study:
 
     # ----- selection and the final test ------------------------------------------------------
     def _candidates(self, trials: list[TrialRecord]) -> list[dict[str, Any]]:
-        """Trials grouped by graph: pooled accuracy over every item each graph was scored on."""
+        """Trials grouped by graph: pooled accuracy over every item each graph was scored on.
+
+        A graph only ever scored as a screening probe (proposal meta `candidate: False`, e.g.
+        Agent-REINFORCE's one-item pretest) is not a candidate: 1/1 on one item would outrank
+        every graph scored on a real batch."""
         groups: dict[str, dict[str, Any]] = {}
         for t in trials:
             g = groups.setdefault(t.graph_hash, {"hash": t.graph_hash, "trial": t.id, "graph": t.graph,
                                                  "correct": 0, "scored": 0, "lat_sum": 0.0, "units": t.planned_units,
-                                                 "first": t.id})
+                                                 "first": t.id, "candidate": False})
+            g["candidate"] = g["candidate"] or t.meta.get("candidate", True) is not False
             g["correct"] += t.correct
             g["scored"] += t.scored
             g["lat_sum"] += (t.latency_mean or 0.0) * t.scored
         for g in groups.values():
             g["accuracy"] = g["correct"] / g["scored"] if g["scored"] else 0.0
             g["latency"] = g["lat_sum"] / g["scored"] if g["scored"] else 0.0
-        return [g for g in groups.values() if g["scored"]] or list(groups.values())
+        cands = [g for g in groups.values() if g["candidate"]] or list(groups.values())
+        return [g for g in cands if g["scored"]] or cands
 
     def _rank(self, c: dict[str, Any]) -> tuple[float, float, int]:
         score = c["accuracy"] if self.objective == "accuracy" else self._utility(c["accuracy"], c["latency"])
