@@ -198,8 +198,11 @@ def test_screening_probes_are_never_selected(tmp_path, pool, task):
     backend = build_backend(pool, None, fake=ScriptedBackend(first_call_right))
     study = make_study(tmp_path, pool, task, [probe, real], backend=backend, iterations=3, batch=2, test_limit=0,
                        opt_cls=ProbeThenBatch)
-    result = run(study)
+    events: list[dict] = []
+    result = run(study, events.append)
     probe_trial = study.store.trials()[0]
+    shown = [e["best_accuracy"] for e in events if e.get("kind") == "trial"]  # what the live display shows
+    assert shown[0] is None and set(shown[1:]) == {0.0} and len(shown) >= 3
     assert probe_trial.accuracy == 1.0 and probe_trial.meta.get("candidate") is False
     assert result.best.graph.canonical_hash() != probe_trial.graph_hash  # 0% on batches beats 1/1 on a probe
     assert result.best.graph.canonical_hash() == study.store.trials()[-1].graph_hash

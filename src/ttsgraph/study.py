@@ -291,7 +291,7 @@ class Study:
         in_flight = {t.position: t for t in stored if t.iteration == iteration}
         cursor = sum(len(t.item_ids) for t in done_before)
         if done_before:
-            accs = [t.accuracy for t in done_before if t.scored]
+            accs = [t.accuracy for t in done_before if t.scored and t.meta.get("candidate", True) is not False]
             self._best_acc = max(accs) if accs else None
             self._emit(kind="resume", iteration=iteration, trials=len(done_before), items_used=cursor)
         while cursor < self.budget_items:
@@ -320,7 +320,7 @@ class Study:
                     self._eval_seconds += seconds
                 cursor += n
                 evaluations.append(evaluation)
-                if evaluation.scored:
+                if evaluation.scored and evaluation.meta.get("candidate", True) is not False:  # probes aren't picks
                     self._best_acc = max(self._best_acc or 0.0, evaluation.accuracy)
                 self._emit(kind="trial", iteration=iteration, position=position, accuracy=evaluation.accuracy,
                            utility=evaluation.utility, best_accuracy=self._best_acc,
