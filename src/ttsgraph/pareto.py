@@ -34,6 +34,11 @@ def _get(point: Any, objective: Objective) -> float | None:
         value = point.get(objective)
     else:
         value = getattr(point, objective, None)
+    return as_number(value)
+
+
+def as_number(value: Any) -> float | None:
+    """`value` as a float, or None when it is missing, not a number, or NaN."""
     if value is None:
         return None
     try:

@@ -36,7 +36,7 @@ from ttsgraph.latency import (
     observed_lengths,
     samples_from_traces,
 )
-from ttsgraph.pareto import pareto_front
+from ttsgraph.pareto import as_number, pareto_front
 
 STORE_FILE = "run.sqlite"
 BEST_GRAPH_FILE = "best_graph.json"
@@ -128,16 +128,6 @@ class RunData:
         return self.external_test
 
 
-def _float(v: Any) -> float | None:
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
 def load_run(path: str | Path) -> RunData:
     """Read a run directory through the run store, read-only (safe while a search writes it)."""
     from ttsgraph.store import RunStore
@@ -153,16 +143,16 @@ def load_run(path: str | Path) -> RunData:
         config = store.config()
         trials = [Trial(
             id=r.id, iteration=r.iteration, optimizer=r.optimizer, seed=r.seed, graph=r.graph,
-            graph_hash=r.graph_hash, planned_units=float(r.planned_units), measured_units=_float(r.measured_units),
-            accuracy=float(r.accuracy), utility=_float(r.utility), correct=r.correct, scored=r.scored,
-            errors=r.errors, latency=_float(r.latency_mean), meta=r.meta, kind=r.kind,
+            graph_hash=r.graph_hash, planned_units=float(r.planned_units), measured_units=as_number(r.measured_units),
+            accuracy=float(r.accuracy), utility=as_number(r.utility), correct=r.correct, scored=r.scored,
+            errors=r.errors, latency=as_number(r.latency_mean), meta=r.meta, kind=r.kind,
         ) for r in store.trials()]
         traces: dict[int, list[list[dict[str, Any]]]] = {}
         for t in trials:
             items = []
             walls = []
             for res in store.item_results(t.id):
-                if res.get("error") is None and _float(res.get("wall")) is not None:
+                if res.get("error") is None and as_number(res.get("wall")) is not None:
                     walls.append(float(res["wall"]))
                 trace = res.get("trace")
                 nodes = trace.get("nodes", []) if isinstance(trace, dict) else trace
@@ -424,7 +414,7 @@ def _ci_text(summary: dict[str, Any]) -> str:
 def _latency_of(summary: dict[str, Any], kind: str = "critical_path") -> float | None:
     lat = summary.get("latency") or {}
     v = lat.get(kind) if isinstance(lat, dict) else None
-    return _float(v.get("mean")) if isinstance(v, dict) else _float(v)
+    return as_number(v.get("mean")) if isinstance(v, dict) else as_number(v)
 
 
 def _section_config(run: RunData) -> str:
@@ -473,7 +463,7 @@ def _transcript(run: RunData) -> str:
         reply = str(e.get("reply") or "")
         ok = e.get("ok")
         status = "ok" if ok in (1, True, None) else f"failed: {e.get('error') or ''}"
-        head = (f"iteration {e.get('iteration')} · {e.get('kind') or 'agent'} · {_fmt(_float(e.get('seconds')), 2)} s"
+        head = (f"iteration {e.get('iteration')} · {e.get('kind') or 'agent'} · {_fmt(as_number(e.get('seconds')), 2)} s"
                 f" · {status}")
         parts.append(
             f'<details><summary class="{"" if ok in (1, True, None) else "bad"}">{_e(head)}</summary>'
@@ -701,10 +691,10 @@ def _bench_rows_table(bench: dict[str, Any]) -> str:
         ci = r.get("test_ci") or [None, None]
         acc = r.get("test_accuracy")
         ci_text = f"{acc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if acc is not None and ci[0] is not None else _fmt(acc)
-        rows.append([r.get("name"), r.get("kind"), r.get("seeds"), _float(r.get("search_accuracy")), _Raw(_e(ci_text)),
+        rows.append([r.get("name"), r.get("kind"), r.get("seeds"), as_number(r.get("search_accuracy")), _Raw(_e(ci_text)),
                      f"{r.get('test_correct')}/{r.get('test_items')}", r.get("test_errors"),
-                     _float(r.get("planned_units")), _float(r.get("evaluations")), _float(r.get("eval_seconds")),
-                     _float(r.get("agent_seconds"))])
+                     as_number(r.get("planned_units")), as_number(r.get("evaluations")), as_number(r.get("eval_seconds")),
+                     as_number(r.get("agent_seconds"))])
     html_out = _table(["name", "kind", "seeds", "search accuracy", "test accuracy [95% CI]", "test correct",
                        "test errors", "planned units", "evaluations", "eval s", "agent s"], rows, left=2)
     comps = bench.get("comparisons") or []
@@ -712,8 +702,8 @@ def _bench_rows_table(bench: dict[str, Any]) -> str:
         html_out += ("<p>Paired difference in test accuracy against the best baseline "
                      f"(<b>{_e(bench.get('best_baseline'))}</b>), same items:</p>")
         html_out += _table(["optimizer", "against", "difference", "95% low", "95% high", "items"],
-                           [[c.get("name"), c.get("against"), _float(c.get("difference")), _float(c.get("low")),
-                             _float(c.get("high")), c.get("items")] for c in comps], left=2)
+                           [[c.get("name"), c.get("against"), as_number(c.get("difference")), as_number(c.get("low")),
+                             as_number(c.get("high")), c.get("items")] for c in comps], left=2)
     return html_out
 
 
