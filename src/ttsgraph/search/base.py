@@ -11,10 +11,46 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ttsgraph.errors import TtsGraphError
 from ttsgraph.graph import Graph
 
 if TYPE_CHECKING:
     from ttsgraph.search.space import SearchSpace
+
+
+class OptimizerOptions(BaseModel):
+    """An optimizer's own settings (`--opt KEY=VALUE`, a recipe's `[optimizer.options]`).
+
+    Each optimizer declares a subclass as its `Options`; an unknown or misspelled key is an error
+    naming it and listing the valid ones, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def parse(cls, optimizer: str, options: dict[str, Any]) -> OptimizerOptions:
+        valid = ", ".join(sorted(cls.model_fields)) or "none"
+        unknown = sorted(set(options) - set(cls.model_fields))
+        if unknown:
+            raise TtsGraphError(f"optimizer {optimizer!r}: unknown option {unknown[0]!r} (valid: {valid})")
+        try:
+            return cls(**options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field_name = ".".join(str(x) for x in err.get("loc", ())) or "?"
+            raise TtsGraphError(f"optimizer {optimizer!r}: option {field_name!r}: {err.get('msg', exc)}") from None
+
+
+@dataclass
+class SearchContext:
+    """What the caller (the runtime) resolves for an optimizer: the backend its agent calls, the
+    task, the objective and the profile. Options are settings; this is the world they act on."""
+
+    backend: Any = None
+    task: Any = None
+    objective: str = "accuracy"
+    profile: Any = None  # a resolved `ttsgraph.profile.Profile`, or None
 
 
 @dataclass
@@ -28,6 +64,7 @@ class Proposal:
     graph: Graph
     n_items: int
     meta: dict[str, Any] = field(default_factory=dict)
+    candidate: bool = True  # False: a screening probe (e.g. a one-item pretest), never the selected graph
 
 
 @dataclass
@@ -49,11 +86,12 @@ class Evaluation:
     latency: float  # mean critical-path seconds per item
     meta: dict[str, Any] = field(default_factory=dict)
     feedback: list[dict[str, Any]] = field(default_factory=list)  # per item: id, correct, extracted, error
+    candidate: bool = True  # copied from the proposal: False for screening probes
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("trial", "accuracy", "utility", "correct", "scored", "errors",
                                            "item_ids", "planned_units", "measured_units", "latency", "meta",
-                                           "feedback")}
+                                           "feedback", "candidate")}
         d["graph"] = self.graph.to_dict()
         return d
 
@@ -73,16 +111,18 @@ class Optimizer(ABC):
     """
 
     name: ClassVar[str] = ""
+    Options: ClassVar[type[OptimizerOptions]] = OptimizerOptions
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, iterations: int = 10, batch: int = 3,
-                 **options: Any) -> None:
+                 context: SearchContext | None = None, **options: Any) -> None:
         import numpy as np
 
         self.space = space
         self.seed = seed
         self.iterations = iterations
         self.batch = batch
-        self.options = options
+        self.opts = self.Options.parse(self.name, options)  # typed; unknown keys raise
+        self.ctx = context or SearchContext()
         self.rng = np.random.default_rng(seed)
         self.history: list[Evaluation] = []
 
