@@ -19,6 +19,7 @@ which only works in the main thread; run the executor with `asyncio.run` from th
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from collections import Counter
@@ -84,6 +85,22 @@ class NodeTrace:
 
 
 @dataclass
+class GraphRun:
+    """One run of a graph on one prompt, before any grading: the output node's text (None when a
+    node failed; then `error` says which and why), latencies in seconds, FLOPs absolute, and every
+    node's trace. A server needs exactly this; a study grades it into an `ItemResult`."""
+
+    output_text: str | None
+    error: str | None
+    wall: float
+    critical_path: float
+    sequential: float
+    planned_flops: float
+    measured_flops: float
+    nodes: list[NodeTrace] = field(default_factory=list)
+
+
+@dataclass
 class ItemResult:
     """One item's outcome. `error` is set when a node failed (then `correct` is False and the item
     counts as an error, not as a wrong answer). Latencies in seconds, FLOPs absolute."""
@@ -101,10 +118,21 @@ class ItemResult:
     nodes: list[NodeTrace] = field(default_factory=list)
     detail: str = ""
 
+    @classmethod
+    def ungraded(cls, item_id: str, run: GraphRun) -> ItemResult:
+        return cls(item_id=item_id, output_text=run.output_text, extracted=None, correct=False, error=run.error,
+                   wall=run.wall, critical_path=run.critical_path, sequential=run.sequential,
+                   planned_flops=run.planned_flops, measured_flops=run.measured_flops, nodes=run.nodes)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["nodes"] = [n.to_dict() for n in self.nodes]
         return d
+
+
+PromptFn = Callable[[str, list[str], bool], list[Message]]
+"""Builds a node's messages from (role, predecessors' texts, is_output): a task item's prompts, or
+a server request's."""
 
 
 def critical_path(graph: Graph, seconds: dict[str, float]) -> float:
@@ -115,12 +143,29 @@ def critical_path(graph: Graph, seconds: dict[str, float]) -> float:
     return finish[graph.output] if graph.output in finish else max(finish.values(), default=0.0)
 
 
+async def grade_run(task: TaskLike, item: Any, run: GraphRun) -> ItemResult:
+    """Grade a run's output against `item` (a separate step from running: a server never grades).
+    Thread-safe graders (HumanEval's sandbox) run off the loop so other items' nodes go on; others
+    run on the loop's (main) thread, since math-verify arms `signal.alarm`."""
+    result = ItemResult.ungraded(str(item.id), run)
+    if run.error is None and run.output_text is not None:
+        if getattr(task, "thread_safe_grading", False):
+            grade = await asyncio.to_thread(task.grade, item, run.output_text)
+        else:
+            grade = task.grade(item, run.output_text)
+        result.correct = bool(grade.correct)
+        result.extracted = grade.extracted
+        result.detail = getattr(grade, "detail", "") or ""
+    return result
+
+
 class Executor:
-    """Runs graphs on items against one backend.
+    """Runs graphs against one backend.
 
     `concurrency` bounds simultaneous calls per serving backend (a binding's `max_concurrency`
     overrides it); `items_in_flight` bounds how many items run at once in `run_items` (default:
-    `concurrency`), so that per-item wall latency is not mostly queueing.
+    `concurrency`), so that per-item wall latency is not mostly queueing. `task` gives the lengths
+    for planned FLOPs and, for `run_item(s)`, the prompts and the grader.
     """
 
     def __init__(
@@ -156,19 +201,23 @@ class Executor:
             sem = per_loop[key] = asyncio.Semaphore(limit)
         return sem
 
-    def _prepare(self, graph: Graph) -> Graph:
+    def prepare(self, graph: Graph) -> Graph:
+        """Validate and prune once, before running a graph many times."""
         graph.validate(models=set(self.pool.specs))
         return graph.pruned()[0]
 
-    async def run_item(self, graph: Graph, item: Any) -> ItemResult:
-        """Run `graph` on one item and grade the output node's answer."""
-        return await self._run_item(self._prepare(graph), item)
-
-    async def _run_item(self, g: Graph, item: Any) -> ItemResult:
+    async def run(self, g: Graph, prompts: PromptFn, *, params: SamplingParams | None = None,
+                  rollout: int = 0) -> GraphRun:
+        """Run the prepared graph `g` once. `params` override the executor's for this run (a server
+        request's temperature, max_tokens, stop). `rollout` r folds into the sample index
+        (r · |nodes| + n for the n-th identical request), so rollouts of one request draw independent
+        samples while rollout 0 is what every study and cache entry so far used."""
+        params = params or self.params
         order = g.topological_order()
         traces = {nid: NodeTrace(nid, g.node(nid).model, g.node(nid).role) for nid in order}
         done: dict[str, asyncio.Event] = {nid: asyncio.Event() for nid in order}
         samples: Counter[str] = Counter()
+        offset = int(rollout) * len(order)
         t0 = time.perf_counter()
 
         async def run_node(nid: str) -> None:
@@ -183,16 +232,14 @@ class Executor:
                     return
                 node = g.node(nid)
                 try:
-                    messages = self.task.messages(
-                        item, node.role, [traces[p].text or "" for p in preds], nid == g.output
-                    )
-                    key = request_key(node.model, messages, self.params)
-                    trace.sample = samples[key]
+                    messages = prompts(node.role, [traces[p].text or "" for p in preds], nid == g.output)
+                    key = request_key(node.model, messages, params)
+                    trace.sample = offset + samples[key]
                     samples[key] += 1
                     async with self._semaphore(node.model):
                         trace.start = time.perf_counter() - t0
                         try:
-                            completion = await self.backend.complete(node.model, messages, self.params, trace.sample)
+                            completion = await self.backend.complete(node.model, messages, params, trace.sample)
                         finally:
                             trace.end = time.perf_counter() - t0
                 except TtsGraphError as exc:
@@ -213,48 +260,42 @@ class Executor:
         wall = time.perf_counter() - t0
         nodes = [traces[nid] for nid in order]
         seconds = {t.id: t.seconds for t in nodes}
-        planned = sum(planned_graph_flops(g, self.pool, self.task.lengths).values())
-        measured = sum(t.flops for t in nodes)
         first_error = next((t for t in nodes if t.error is not None and not t.error.startswith("skipped")), None)
-        out = traces[g.output]
-        result = ItemResult(
-            item_id=str(item.id),
-            output_text=out.text,
-            extracted=None,
-            correct=False,
+        return GraphRun(
+            output_text=traces[g.output].text,
             error=f"node {first_error.id} ({first_error.model}): {first_error.error}" if first_error else None,
             wall=wall,
             critical_path=critical_path(g, seconds),
             sequential=sum(seconds.values()),
-            planned_flops=planned,
-            measured_flops=measured,
+            planned_flops=sum(planned_graph_flops(g, self.pool, self.task.lengths).values()),
+            measured_flops=sum(t.flops for t in nodes),
             nodes=nodes,
         )
-        if result.error is None and out.text is not None:
-            if getattr(self.task, "thread_safe_grading", False):
-                # Sandboxed code runs for seconds: keep the loop (and other items' nodes) going.
-                grade = await asyncio.to_thread(self.task.grade, item, out.text)
-            else:
-                grade = self.task.grade(item, out.text)  # on the loop's (main) thread: see module doc
-            result.correct = bool(grade.correct)
-            result.extracted = grade.extracted
-            result.detail = getattr(grade, "detail", "") or ""
-        return result
+
+    async def run_item(self, graph: Graph, item: Any, *, params: SamplingParams | None = None) -> ItemResult:
+        """Run `graph` on one task item, then grade it."""
+        return await self._run_item(self.prepare(graph), item, params)
+
+    async def _run_item(self, g: Graph, item: Any, params: SamplingParams | None) -> ItemResult:
+        run = await self.run(g, functools.partial(self.task.messages, item), params=params)
+        return await grade_run(self.task, item, run)
 
     async def run_items(
         self,
         graph: Graph,
         items: Sequence[Any],
         on_result: Callable[[ItemResult], None] | None = None,
+        *,
+        params: SamplingParams | None = None,
     ) -> list[ItemResult]:
-        """Run `graph` on every item (at most `items_in_flight` at once); results in item order.
-        `on_result` is called as each item finishes (for progress displays)."""
-        g = self._prepare(graph)
+        """Run `graph` on every item (at most `items_in_flight` at once) and grade each; results in
+        item order. `on_result` is called as each item finishes (for progress displays)."""
+        g = self.prepare(graph)
         gate = asyncio.Semaphore(self.items_in_flight)
 
         async def one(item: Any) -> ItemResult:
             async with gate:
-                result = await self._run_item(g, item)
+                result = await self._run_item(g, item, params)
             if on_result is not None:
                 on_result(result)
             return result

@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from ttsgraph.errors import TtsGraphError
-from ttsgraph.executor import EvalSummary, Executor, ItemResult, summarize
+from ttsgraph.evaluator import Evaluator, evaluate_one
+from ttsgraph.executor import EvalSummary, ItemResult, summarize
 from ttsgraph.graph import Graph
 from ttsgraph.graph_io import save_graph
-from ttsgraph.llm.base import Backend, SamplingParams
+from ttsgraph.llm.base import SamplingParams
 from ttsgraph.models import ModelPool
 from ttsgraph.pareto import pareto_indices
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal
@@ -116,7 +117,7 @@ def _calls(results: Sequence[ItemResult]) -> tuple[int, int]:
 
 
 class Study:
-    """Drives `optimizer` against the executor; see the module docstring.
+    """Drives `optimizer` against an `Evaluator` (in-process or distributed); see the module docstring.
 
     `params` are the worker nodes' sampling settings (default: the space's temperature);
     `race` > 0 re-scores that many top candidates on `race_items` more search items each before
@@ -131,7 +132,7 @@ class Study:
         pool: ModelPool,
         space: SearchSpace,
         optimizer: Optimizer,
-        backend: Backend,
+        evaluator: Evaluator,
         *,
         iterations: int,
         batch: int,
@@ -139,7 +140,6 @@ class Study:
         objective: str = "accuracy",
         latency_weight: float = 0.0,
         select: str = "best",
-        concurrency: int = 4,
         params: SamplingParams | None = None,
         race: int = 0,
         race_items: int | None = None,
@@ -158,7 +158,7 @@ class Study:
         self.pool = pool
         self.space = space
         self.optimizer = optimizer
-        self.backend = backend
+        self.evaluator = evaluator
         self.iterations = iterations
         self.batch = batch
         self.seed = seed
@@ -169,7 +169,6 @@ class Study:
         self.race_items = race_items if race_items is not None else batch
         self.test_limit = test_limit
         self.params = params or SamplingParams(temperature=space.temperature)
-        self.executor = Executor(backend, pool, task, self.params, concurrency=concurrency)
         self.stream = ItemStream(task.items("search"), seed)
         self.budget_items = iterations * batch
         self._latency_ref: float | None = None
@@ -214,10 +213,11 @@ class Study:
                                 f"{fixed.node(fixed.output).model}, but the output is fixed to {self.space.output_model}")
         return fixed, meta
 
-    def _evaluation(self, trial: int, graph: Graph, results: list[ItemResult], meta: dict[str, Any]) -> Evaluation:
+    def _evaluation(self, trial: int, graph: Graph, results: list[ItemResult], meta: dict[str, Any],
+                    candidate: bool = True) -> Evaluation:
         scored = [r for r in results if r.error is None]
         correct = sum(1 for r in scored if r.correct)
-        accuracy = correct / len(scored) if scored else 0.0
+        accuracy = correct / len(results) if results else 0.0  # an errored item is not correct (one accuracy)
         latency = sum(r.critical_path for r in scored) / len(scored) if scored else 0.0
         if self._latency_ref is None and scored:
             self._latency_ref = latency or None
@@ -230,6 +230,7 @@ class Study:
             measured_units=measured, latency=latency, meta=meta,
             feedback=[{"id": r.item_id, "correct": r.correct, "extracted": r.extracted, "error": r.error}
                       for r in results],
+            candidate=candidate,
         )
 
     @staticmethod
@@ -239,7 +240,7 @@ class Study:
         return Evaluation(trial=t.id, graph=t.graph, accuracy=t.accuracy, utility=t.utility, correct=t.correct,
                           scored=t.scored, errors=t.errors, item_ids=t.item_ids, planned_units=t.planned_units,
                           measured_units=t.measured_units or 0.0, latency=t.latency_mean or 0.0, meta=meta,
-                          feedback=feedback)
+                          feedback=feedback, candidate=t.candidate)
 
     async def _score(self, graph: Graph, items: list[Any], label: str) -> tuple[list[ItemResult], float]:
         done = 0
@@ -253,22 +254,12 @@ class Study:
             self._emit(kind="item", label=label, done=done, total=len(items), correct=r.correct, error=r.error)
 
         started = time.perf_counter()
-        results = await self.executor.run_items(graph, items, on_result=on_result)
+        results = await evaluate_one(self.evaluator, graph, items, params=self.params, on_result=on_result)
         return results, time.perf_counter() - started
 
-    def _drain_agent(self, iteration: int) -> list[dict[str, Any]]:
-        """The optimizer's agent exchanges since the last drain, as dicts for the store. Looks for
-        `drain_exchanges()` / `drain_agent_log()` on the optimizer, else `drain()` on its
-        `client` / `agent` (an `AgentClient`)."""
-        drain = getattr(self.optimizer, "drain_exchanges", None) or getattr(self.optimizer, "drain_agent_log", None)
-        if drain is None:
-            for attr in ("client", "agent"):
-                drain = getattr(getattr(self.optimizer, attr, None), "drain", None)
-                if drain is not None:
-                    break
-        if drain is None:
-            return []
-        return [ex.to_dict() if hasattr(ex, "to_dict") else dict(ex) for ex in drain()]
+    def _drain_agent(self) -> list[dict[str, Any]]:
+        """The optimizer's agent exchanges since the last drain, as dicts for the store."""
+        return [ex.to_dict() if hasattr(ex, "to_dict") else dict(ex) for ex in self.optimizer.drain_exchanges()]
 
     # ----- the loop ------------------------------------------------------------------------
     async def run(self, progress: Progress | None = None) -> StudyResult:
@@ -285,13 +276,14 @@ class Study:
         saved = self.store.load_state()
         iteration = 0
         if saved is not None:
-            self.optimizer.load_state_dict(saved[1])
             iteration = saved[0] + 1
         done_before = [t for t in stored if t.iteration < iteration]
+        if saved is not None:  # the state holds no history: the told evaluations come from the store
+            self.optimizer.load_state_dict(saved[1], history=[self._from_record(t) for t in done_before])
         in_flight = {t.position: t for t in stored if t.iteration == iteration}
         cursor = sum(len(t.item_ids) for t in done_before)
         if done_before:
-            accs = [t.accuracy for t in done_before if t.scored and t.meta.get("candidate", True) is not False]
+            accs = [t.accuracy for t in done_before if t.scored and t.candidate]
             self._best_acc = max(accs) if accs else None
             self._emit(kind="resume", iteration=iteration, trials=len(done_before), items_used=cursor)
         while cursor < self.budget_items:
@@ -313,14 +305,14 @@ class Study:
                     results, seconds = await self._score(graph, items, f"iteration {iteration + 1}")
                     calls, hits = _calls(results)
                     meta = {**proposal.meta, **meta, "study": {"backend_calls": calls, "cache_hits": hits}}
-                    evaluation = self._evaluation(0, graph, results, meta)
+                    evaluation = self._evaluation(0, graph, results, meta, candidate=proposal.candidate)
                     evaluation.trial = self.store.add_trial(evaluation, iteration=iteration, optimizer=name,
                                                             seed=self.seed, results=results, position=position,
                                                             eval_seconds=seconds)
                     self._eval_seconds += seconds
                 cursor += n
                 evaluations.append(evaluation)
-                if evaluation.scored and evaluation.meta.get("candidate", True) is not False:  # probes aren't picks
+                if evaluation.scored and evaluation.candidate:  # screening probes are never picks
                     self._best_acc = max(self._best_acc or 0.0, evaluation.accuracy)
                 self._emit(kind="trial", iteration=iteration, position=position, accuracy=evaluation.accuracy,
                            utility=evaluation.utility, best_accuracy=self._best_acc,
@@ -329,7 +321,7 @@ class Study:
                            repaired=bool(evaluation.meta.get("repaired")))
             in_flight = {}
             self.optimizer.tell(evaluations)
-            self.store.save_iteration(iteration, self.optimizer.state_dict(), self._drain_agent(iteration))
+            self.store.save_iteration(iteration, self.optimizer.state_dict(), self._drain_agent())
             iteration += 1
         return await self._finish()
 

@@ -79,6 +79,27 @@ class Backend(Protocol):
         self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
     ) -> Completion: ...
 
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Backend: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+class BackendBase:
+    """What every backend shares: it is an async context manager that frees its resources (HTTP
+    clients, loaded models, the cache file) on exit, so callers write `async with backend:` and
+    never probe for a close method. Subclasses override `aclose` when they hold anything."""
+
+    async def aclose(self) -> None:
+        """Free what the backend holds (nothing by default)."""
+
+    async def __aenter__(self) -> BackendBase:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
 
 def request_key(model: str, messages: list[Message], params: SamplingParams) -> str:
     """A stable hex digest of what is asked, without the sample index. Identical requests (same

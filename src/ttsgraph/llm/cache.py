@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from ttsgraph.errors import BackendError
-from ttsgraph.llm.base import Backend, Completion, Message, SamplingParams, sample_key, ttsgraph_home
+from ttsgraph.llm.base import Backend, BackendBase, Completion, Message, SamplingParams, sample_key, ttsgraph_home
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -103,7 +103,7 @@ class ResponseStore:
             self._conn.close()
 
 
-class CachedBackend:
+class CachedBackend(BackendBase):
     """Wraps a backend with the response cache. `hits` / `misses` count lookups; a miss is a real
     backend call. Concurrent identical requests (same sample) inside one process share one call."""
 
@@ -150,6 +150,4 @@ class CachedBackend:
     async def aclose(self) -> None:
         """Close the cache file and the wrapped backend."""
         self.store.close()
-        aclose = getattr(self.inner, "aclose", None)
-        if callable(aclose):
-            await aclose()
+        await self.inner.aclose()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ttsgraph.errors import BackendError
-from ttsgraph.llm.base import Completion, Message, SamplingParams
+from ttsgraph.llm.base import BackendBase, Completion, Message, SamplingParams
 
 @dataclass
 class Call:
@@ -31,7 +31,7 @@ def _count_tokens(text: str) -> int:
 
 
 @dataclass
-class ScriptedBackend:
+class ScriptedBackend(BackendBase):
     """Answers from `responder`:
 
     - a callable `(model, messages, sample) -> str` (it may return or raise an exception to simulate

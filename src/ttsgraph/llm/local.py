@@ -28,6 +28,7 @@ from typing import Any
 
 from ttsgraph.errors import BackendError, UnknownModelError
 from ttsgraph.llm.base import (
+    BackendBase,
     BASE_MODEL_STOPS,
     Completion,
     Message,
@@ -157,7 +158,7 @@ def _compute_slots(n_threads: int) -> threading.BoundedSemaphore:
         return slots
 
 
-class LocalBackend:
+class LocalBackend(BackendBase):
     """llama-cpp-python in-process. `models` maps pool names to `LocalModel`s (default: the two
     built-in ones). One lock per model, and at most cores // n_threads generations at once in the
     process; `n_threads` defaults to `$TTSGRAPH_THREADS` or 2 (the target machine's cores).

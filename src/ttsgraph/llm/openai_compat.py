@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ttsgraph.errors import BackendError
 from ttsgraph.llm.base import (
+    BackendBase,
     BASE_MODEL_STOPS,
     Completion,
     Message,
@@ -86,7 +87,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class OpenAICompatBackend:
+class OpenAICompatBackend(BackendBase):
     """Routes each pool model to its `Endpoint`.
 
     `timeout` is per attempt (seconds); a failing call is tried `1 + retries` times with exponential

@@ -12,14 +12,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ttsgraph.errors import BackendError, UnknownModelError
-from ttsgraph.llm.base import Backend, Completion, Message, SamplingParams
+from ttsgraph.llm.base import Backend, BackendBase, Completion, Message, SamplingParams
 from ttsgraph.llm.cache import CachedBackend
 from ttsgraph.llm.local import LocalBackend, LocalModel, resolve_local_model
 from ttsgraph.llm.openai_compat import Endpoint, OpenAICompatBackend
 from ttsgraph.models import ModelPool
 
 
-class RoutedBackend:
+class RoutedBackend(BackendBase):
     """Sends each model's requests to the backend chosen for it."""
 
     def __init__(self, routes: dict[str, Backend], unbound: Iterable[str] = ()):
@@ -42,9 +42,7 @@ class RoutedBackend:
             if id(inner) in seen:
                 continue
             seen.add(id(inner))
-            aclose = getattr(inner, "aclose", None)
-            if callable(aclose):
-                await aclose()
+            await inner.aclose()
 
 
 def check_bindings(pool: ModelPool, models: list[str] | None = None) -> None:

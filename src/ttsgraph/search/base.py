@@ -112,6 +112,7 @@ class Optimizer(ABC):
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[OptimizerOptions]] = OptimizerOptions
+    reads_profile: ClassVar[bool] = False  # True: the caller resolves a profile into `context.profile`
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, iterations: int = 10, batch: int = 3,
                  context: SearchContext | None = None, **options: Any) -> None:

@@ -1,0 +1,116 @@
+"""From a `RunConfig` to the live objects a run works with — built in one place for every command.
+
+`search`, `eval`, `profile` and `bench` each used to load the pool, the task, the bindings, the
+backend, the cache and the executor by hand, and each did it a little differently. `build_runtime`
+does it once: an async context manager (the backend's HTTP clients, loaded models and cache file are
+closed on exit) giving the pool, the task (with its lengths pinned when the config says so), the
+routed and cached backend and the evaluator; `Runtime.space()` and `Runtime.optimizer()` add what a
+search needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ttsgraph.config import RunConfig
+from ttsgraph.cost import Budget, TaskLengths
+from ttsgraph.errors import BudgetError, TtsGraphError
+from ttsgraph.evaluator import Evaluator, LocalEvaluator
+from ttsgraph.llm.base import Backend, SamplingParams
+from ttsgraph.models import ModelPool, load_pool
+from ttsgraph.search.base import Optimizer, SearchContext, get_optimizer
+from ttsgraph.search.space import SearchSpace
+
+
+@dataclass
+class Runtime:
+    """What a run works with. `evaluator` runs and grades graph × item jobs over `backend`."""
+
+    config: RunConfig
+    pool: ModelPool
+    task: Any
+    backend: Backend
+    evaluator: Evaluator
+
+    @property
+    def params(self) -> SamplingParams:
+        """The worker nodes' sampling settings."""
+        return self.config.sampling.params()
+
+    def budget(self) -> Budget:
+        spec = self.config.budget
+        if spec is None:
+            raise BudgetError("this command needs a budget: give --budget (units) or --budget-nodes (b)")
+        if spec.nodes is not None:
+            return Budget.from_nodes(spec.nodes, self.pool, self.task.lengths)
+        return Budget(float(spec.units or 0.0))
+
+    def space(self) -> SearchSpace:
+        """The search space: the pool under the budget, the output model fixed unless 'searched'."""
+        output = self.config.output_model or self.pool.output
+        if output != "searched" and output not in self.pool.specs:
+            raise TtsGraphError(f"--output-model: {output!r} is not in the pool ({', '.join(self.pool.models)})")
+        return SearchSpace(self.pool, self.task.lengths, self.budget(),
+                           output_model=None if output == "searched" else output,
+                           temperature=self.config.sampling.temperature)
+
+    def profile(self) -> Any:
+        """The profile Agent-REINFORCE's initialization reads: `--profile FILE`, else the newest stored
+        match for this task and pool, else the paper's table when it applies, else None."""
+        from ttsgraph.profile import find_profile, load_profile
+
+        if self.config.profile:
+            return load_profile(self.config.profile)
+        return find_profile(self.task, self.pool)
+
+    def optimizer(self, space: SearchSpace, *, name: str | None = None, options: dict[str, Any] | None = None,
+                  seed: int | None = None) -> Optimizer:
+        """The configured optimizer (or `name` with `options`, for bench rows) over `space`."""
+        name = name or self.config.optimizer.name
+        cls = get_optimizer(name)
+        opts = dict(self.config.optimizer.options if options is None else options)
+        context = SearchContext(backend=self.backend, task=self.task, objective=self.config.objective,
+                                profile=self.profile() if cls.reads_profile else None)
+        return cls(space, seed=self.config.seed if seed is None else seed, iterations=self.config.iterations,
+                   batch=self.config.batch, context=context, **opts)
+
+
+def pinned_task(config: RunConfig) -> Any:
+    """The configured task; a run's stored lengths (A, B) override the task's own, so a resumed run
+    keeps what its budget meant when it was created."""
+    from ttsgraph.tasks import load_task
+
+    task = load_task(config.task, **config.task_options)
+    if config.lengths is not None:
+        task.lengths = TaskLengths(*map(float, config.lengths))
+    return task
+
+
+@contextlib.asynccontextmanager
+async def build_runtime(config: RunConfig, *, models: Sequence[str] | None = None,
+                        fake_backend: Backend | None = None,
+                        evaluator: Evaluator | None = None) -> AsyncIterator[Runtime]:
+    """Build the runtime for `config` and close its backend on exit.
+
+    `models` limits the binding check to the models a command will call (default: the whole
+    pool), so `eval` of a one-model graph does not need every binding. `fake_backend` (unit tests
+    only) replaces every binding. `evaluator` replaces the local evaluator (e.g. a Ray one)."""
+    from ttsgraph.llm.router import build_backend, check_bindings
+
+    pool = load_pool(config.models)
+    task = pinned_task(config)
+    if fake_backend is None:
+        check_bindings(pool, list(models) if models is not None else None)
+    settings = config.backend
+    backend = build_backend(pool, settings.cache_path(), fake_backend, timeout=settings.timeout,
+                            retries=settings.retries)
+    async with backend:
+        yield Runtime(config=config, pool=pool, task=task, backend=backend,
+                      evaluator=evaluator or LocalEvaluator(backend, pool, task, params=config.sampling.params(),
+                                                            concurrency=settings.concurrency))
+
+
+__all__ = ["Runtime", "build_runtime", "pinned_task"]
