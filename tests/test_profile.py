@@ -15,6 +15,7 @@ from ttsgraph.cli import app
 from ttsgraph.errors import FileFormatError
 from ttsgraph.llm.base import SamplingParams
 from ttsgraph.llm.fake import ScriptedBackend
+from ttsgraph.evaluator import LocalEvaluator
 from ttsgraph.llm.router import build_backend
 from ttsgraph.models import load_pool
 from ttsgraph.profile import (
@@ -48,7 +49,7 @@ def test_measure_scores_singles_and_mixes_on_the_same_items() -> None:
     pool, task = load_pool("local"), load_task("arithmetic", size=12)
     fake = ScriptedBackend(worker)
     seen: list[tuple[str, int, int]] = []
-    prof = asyncio.run(measure_profile(task, pool, build_backend(pool, None, fake=fake), items=4, mixes=3,
+    prof = asyncio.run(measure_profile(task, pool, LocalEvaluator(build_backend(pool, None, fake=fake), pool, task), items=4, mixes=3,
                                        progress=lambda label, done, total: seen.append((label, done, total))))
     assert prof.singles[G]["accuracy"] == 1.0 and prof.singles[S]["accuracy"] == 0.0
     assert prof.singles[G]["scored"] == 4 and prof.singles[G]["ci"][0] > 0.4
@@ -66,7 +67,7 @@ def test_measure_scores_singles_and_mixes_on_the_same_items() -> None:
 def test_save_find_and_reject(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TTSGRAPH_HOME", str(tmp_path))
     pool, task = load_pool("local"), load_task("arithmetic", size=12)
-    prof = asyncio.run(measure_profile(task, pool, build_backend(pool, None, fake=ScriptedBackend(worker)),
+    prof = asyncio.run(measure_profile(task, pool, LocalEvaluator(build_backend(pool, None, fake=ScriptedBackend(worker)), pool, task),
                                        items=2, mixes=1))
     key = profile_key(task, pool, items=2, seed=0, params=SamplingParams(), mixes=1, mix_nodes=None)
     assert prof.key == key

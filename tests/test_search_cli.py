@@ -16,7 +16,7 @@ import pytest
 # double, and then runs the real command line in its own process (so it can be SIGKILLed).
 FAKE_RUNNER = textwrap.dedent('''
     import re, sys
-    import ttsgraph.cli.search as s
+    import ttsgraph.runtime as s
     from ttsgraph.llm.fake import ScriptedBackend
     from ttsgraph.llm.router import build_backend as real_build
 
@@ -31,8 +31,8 @@ FAKE_RUNNER = textwrap.dedent('''
         return f"Answer: {value if good else value + 1}"
 
     delay = float(__import__("os").environ.get("FAKE_DELAY", "0"))
-    s.build_backend = lambda pool, cache: real_build(pool, cache, fake=ScriptedBackend(respond, delay=delay))
-    s.check_bindings = lambda pool: None
+    s.build_backend = lambda pool, cache, *a, **k: real_build(pool, cache, fake=ScriptedBackend(respond, delay=delay))
+    s.check_bindings = lambda *a, **k: None
     from ttsgraph.cli import app
     app(sys.argv[1:], prog_name="ttsgraph")
 ''')
@@ -55,16 +55,16 @@ def cli(tmp_path, monkeypatch):
     """The command in this process (fast), with the scripted backend swapped in for the router."""
     from typer.testing import CliRunner
 
-    import ttsgraph.cli.search as s
+    import ttsgraph.runtime as s
     from ttsgraph.cli import app
     from ttsgraph.llm.fake import ScriptedBackend
     from ttsgraph.llm.router import build_backend as real_build
 
     ns: dict = {}
     exec("import re\n" + FAKE_RUNNER.split("delay =")[0].split("import build_backend as real_build")[1], ns)
-    monkeypatch.setattr(s, "build_backend", lambda pool, cache: real_build(pool, cache,
-                                                                           fake=ScriptedBackend(ns["respond"])))
-    monkeypatch.setattr(s, "check_bindings", lambda pool: None)
+    monkeypatch.setattr(s, "build_backend", lambda pool, cache, *a, **k: real_build(
+        pool, cache, fake=ScriptedBackend(ns["respond"])))
+    monkeypatch.setattr(s, "check_bindings", lambda *a, **k: None)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TTSGRAPH_HOME", str(tmp_path / "home"))
     runner = CliRunner()

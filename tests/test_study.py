@@ -11,6 +11,7 @@ import pytest
 
 from ttsgraph.cost import Budget
 from ttsgraph.errors import BackendError, TtsGraphError
+from ttsgraph.evaluator import LocalEvaluator
 from ttsgraph.graph import Graph, Node, chain, fully_connected, parallel
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.llm.router import build_backend
@@ -45,11 +46,11 @@ class ScriptOpt(Optimizer):
     name = "test-script"
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, iterations: int = 10, batch: int = 3,
-                 **options: Any) -> None:
-        super().__init__(space, seed=seed, iterations=iterations, batch=batch, **options)
-        self.graphs: list[Graph] = options["graphs"]
-        self.per_ask = int(options.get("per_ask", 1))
-        self.n_items = int(options.get("n_items", batch))
+                 graphs: list[Graph], per_ask: int = 1, n_items: int | None = None) -> None:
+        super().__init__(space, seed=seed, iterations=iterations, batch=batch)
+        self.graphs = graphs
+        self.per_ask = per_ask
+        self.n_items = n_items or batch
         self.told: list[list[Evaluation]] = []
 
     async def ask(self) -> list[Proposal]:
@@ -77,8 +78,10 @@ def make_study(tmp_path, pool, task, graphs, *, backend=None, store=None, iterat
     opt_kw = {k: kw.pop(k) for k in ("per_ask", "n_items") if k in kw}
     opt = opt_cls(space, seed=kw.get("seed", 0), iterations=iterations, batch=batch, graphs=graphs, **opt_kw)
     backend = backend or build_backend(pool, None, fake=ScriptedBackend(responder))
+    concurrency = kw.pop("concurrency", 4)
     store = store or (RunStore.create(tmp_path / "run") if create else RunStore.open(tmp_path / "run"))
-    return Study(store, task, pool, space, opt, backend, iterations=iterations, batch=batch, **kw)
+    evaluator = LocalEvaluator(backend, pool, task, concurrency=concurrency)
+    return Study(store, task, pool, space, opt, evaluator, iterations=iterations, batch=batch, **kw)
 
 
 def run(study, progress=None):

@@ -27,9 +27,10 @@ import numpy as np
 
 from ttsgraph.cost import Budget
 from ttsgraph.errors import FileFormatError, TtsGraphError
-from ttsgraph.executor import Executor, ItemResult
+from ttsgraph.evaluator import Evaluator, Job
+from ttsgraph.executor import ItemResult
 from ttsgraph.graph import Graph, Node, single
-from ttsgraph.llm.base import Backend, SamplingParams, ttsgraph_home
+from ttsgraph.llm.base import SamplingParams, ttsgraph_home
 from ttsgraph.models import ModelPool
 from ttsgraph.stats import wilson_interval
 
@@ -179,8 +180,8 @@ def paper_profile(task: str, pool: ModelPool) -> Profile | None:
 def _score(results: list[ItemResult]) -> dict[str, Any]:
     scored = [r for r in results if r.error is None]
     correct = sum(1 for r in scored if r.correct)
-    lo, hi = wilson_interval(correct, len(scored))
-    return {"accuracy": correct / len(scored) if scored else None, "correct": correct, "scored": len(scored),
+    lo, hi = wilson_interval(correct, len(results))  # an errored item is not correct (one accuracy)
+    return {"accuracy": correct / len(results) if results else None, "correct": correct, "scored": len(scored),
             "errors": len(results) - len(scored), "ci": [lo, hi],
             "error_reasons": sorted({r.error for r in results if r.error})[:3]}
 
@@ -225,14 +226,13 @@ def mix_graphs(pool: ModelPool, lengths: Any, *, mixes: int, mix_nodes: int | No
 async def measure_profile(
     task: Any,
     pool: ModelPool,
-    backend: Backend,
+    evaluator: Evaluator,
     *,
     items: int = 5,
     seed: int = 0,
     mixes: int = 4,
     mix_nodes: int | None = None,
     params: SamplingParams | None = None,
-    concurrency: int = 4,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Profile:
     """Score every pool model alone and `mixes` equal-budget mixes on `items` search items.
@@ -245,7 +245,6 @@ async def measure_profile(
         raise TtsGraphError(f"task {task.name!r} has no search items to profile on")
     random.Random(f"ttsgraph-profile/{seed}").shuffle(pool_items)
     chosen = pool_items[: max(1, items)]
-    executor = Executor(backend, pool, task, params, concurrency=concurrency)
     graphs: list[tuple[str, Graph, dict[str, int] | None]] = [(m, single(m), None) for m in pool.models]
     mix_list, label = mix_graphs(pool, task.lengths, mixes=mixes, mix_nodes=mix_nodes, seed=seed)
     graphs += [("mix " + ", ".join(f"{n}x{m}" for m, n in counts.items()), g, counts) for counts, g in mix_list]
@@ -256,15 +255,16 @@ async def measure_profile(
     rows: list[dict[str, Any]] = []
     prompt_tokens: list[int] = []
     answer_tokens: list[int] = []
-    for name, graph, counts in graphs:
 
-        def on_result(_: ItemResult, name: str = name) -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(name, done, total)
+    def on_result(job: int, _: ItemResult) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(graphs[job][0], done, total)
 
-        results = await executor.run_items(graph, chosen, on_result=on_result)
+    # one batch: every graph on the same items, so the evaluator may run them all at once
+    scored = await evaluator.evaluate([Job(graph, chosen, params) for _, graph, _ in graphs], on_result)
+    for (name, graph, counts), results in zip(graphs, scored):
         row = _score(results)
         if counts is None:
             singles[name] = row

@@ -20,6 +20,7 @@ from ttsgraph.cost import Budget, TaskLengths
 from ttsgraph.errors import BudgetError, TtsGraphError
 from ttsgraph.evaluator import Evaluator, LocalEvaluator
 from ttsgraph.llm.base import Backend, SamplingParams
+from ttsgraph.llm.router import build_backend, check_bindings
 from ttsgraph.models import ModelPool, load_pool
 from ttsgraph.search.base import Optimizer, SearchContext, get_optimizer
 from ttsgraph.search.space import SearchSpace
@@ -98,8 +99,6 @@ async def build_runtime(config: RunConfig, *, models: Sequence[str] | None = Non
     `models` limits the binding check to the models a command will call (default: the whole
     pool), so `eval` of a one-model graph does not need every binding. `fake_backend` (unit tests
     only) replaces every binding. `evaluator` replaces the local evaluator (e.g. a Ray one)."""
-    from ttsgraph.llm.router import build_backend, check_bindings
-
     pool = load_pool(config.models)
     task = pinned_task(config)
     if fake_backend is None:

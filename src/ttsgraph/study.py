@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.evaluator import Evaluator, evaluate_one
@@ -37,6 +37,9 @@ from ttsgraph.pareto import pareto_indices
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal
 from ttsgraph.search.space import SearchSpace, fix_roles
 from ttsgraph.store import RunStore, TrialRecord
+
+if TYPE_CHECKING:
+    from ttsgraph.runtime import Runtime
 
 OBJECTIVES = ("accuracy", "accuracy-latency")
 SELECTIONS = ("best", "last", "pareto")
@@ -178,6 +181,17 @@ class Study:
         self._hits = 0
         self._eval_seconds = 0.0
         self._best_acc: float | None = None
+
+    @classmethod
+    def from_runtime(cls, rt: Runtime, store: RunStore, *, optimizer: Optimizer | None = None,
+                     space: SearchSpace | None = None) -> Study:
+        """The study a `RunConfig` describes, on the runtime's task, pool and evaluator."""
+        cfg = rt.config
+        space = space or rt.space()
+        return cls(store, rt.task, rt.pool, space, optimizer or rt.optimizer(space), rt.evaluator,
+                   iterations=cfg.iterations, batch=cfg.batch, seed=cfg.seed, objective=cfg.objective,
+                   latency_weight=cfg.latency_weight, select=cfg.selection, params=rt.params, race=cfg.race,
+                   race_items=cfg.race_items, test_limit=cfg.test_limit)
 
     # ----- helpers -------------------------------------------------------------------------
     def _emit(self, **event: Any) -> None:

@@ -20,16 +20,30 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out, parse_pairs
+from ttsgraph.cli.common import (
+    CACHE_OPTION,
+    CONCURRENCY_OPTION,
+    JSON_OPTION,
+    MAX_TOKENS_OPTION,
+    NO_CACHE_OPTION,
+    RETRIES_OPTION,
+    TEMPERATURE_OPTION,
+    TIMEOUT_OPTION,
+    console,
+    emit_json,
+    handle_errors,
+    out,
+    parse_pairs,
+    run_flags,
+)
+from ttsgraph.config import RunConfig, from_sources
 from ttsgraph.errors import GraphError, TaskError
-from ttsgraph.executor import EvalSummary, Executor, ItemResult, summarize
+from ttsgraph.evaluator import evaluate_one
+from ttsgraph.executor import EvalSummary, ItemResult, summarize
 from ttsgraph.graph import Graph
 from ttsgraph.graph_io import load_graph
-from ttsgraph.llm.base import SamplingParams
-from ttsgraph.llm.cache import default_cache_path
-from ttsgraph.llm.router import build_backend, check_bindings
 from ttsgraph.models import ModelPool
-from ttsgraph.tasks import load_task
+from ttsgraph.runtime import build_runtime
 
 
 class Split(str, Enum):
@@ -49,42 +63,32 @@ def check_graph_models(graph: Graph, pool: ModelPool) -> None:
             )
 
 
-def run_eval(
-    graph: Graph,
-    pool: ModelPool,
-    task: Any,
-    items: list[Any],
-    *,
-    params: SamplingParams,
-    concurrency: int,
-    cache: Path | None,
-    timeout: float,
-    retries: int,
-    progress: Progress | None = None,
-) -> tuple[list[ItemResult], float]:
-    """Run the graph on the items; returns per-item results and the total wall seconds."""
-    backend = build_backend(pool, cache, timeout=timeout, retries=retries)
-    executor = Executor(backend, pool, task, params=params, concurrency=concurrency)
-    tally = {"correct": 0, "errors": 0}
-    bar = progress.add_task("eval", total=len(items)) if progress is not None else None
+def run_eval(cfg: RunConfig, graph: Graph, split: str, limit: int | None,
+             progress: Progress | None = None) -> tuple[Any, list[Any], list[ItemResult], float]:
+    """Run the graph on the split (through the runtime the config describes); returns the pool, the
+    items, per-item results and the total wall seconds."""
+    models = sorted({n.model for n in graph.pruned()[0].nodes})
 
-    def on_result(r: ItemResult) -> None:
-        tally["correct"] += int(r.correct)
-        tally["errors"] += int(r.error is not None)
-        if progress is not None and bar is not None:
-            progress.update(bar, advance=1, description=f"correct {tally['correct']} · errors {tally['errors']}")
+    async def main() -> tuple[Any, list[Any], list[ItemResult], float]:
+        async with build_runtime(cfg, models=models) as rt:
+            check_graph_models(graph, rt.pool)
+            items = rt.task.items(split)[:limit] if limit is not None else rt.task.items(split)
+            if not items:
+                raise TaskError(f"task {cfg.task!r} has no items in split {split!r}")
+            tally = {"correct": 0, "errors": 0}
+            bar = progress.add_task("eval", total=len(items)) if progress is not None else None
 
-    async def main() -> list[ItemResult]:
-        try:
-            return await executor.run_items(graph, items, on_result=on_result)
-        finally:
-            aclose = getattr(backend, "aclose", None)
-            if callable(aclose):
-                await aclose()
+            def on_result(r: ItemResult) -> None:
+                tally["correct"] += int(r.correct)
+                tally["errors"] += int(r.error is not None)
+                if progress is not None and bar is not None:
+                    progress.update(bar, advance=1, description=f"correct {tally['correct']} · errors {tally['errors']}")
 
-    started = time.perf_counter()
-    results = asyncio.run(main())
-    return results, time.perf_counter() - started
+            started = time.perf_counter()
+            results = await evaluate_one(rt.evaluator, graph, items, on_result=on_result)
+            return rt, items, results, time.perf_counter() - started
+
+    return asyncio.run(main())
 
 
 def write_traces(out_dir: Path, results: list[ItemResult], items: list[Any], report: dict[str, Any]) -> Path:
@@ -134,53 +138,48 @@ def print_summary(summary: EvalSummary, report: dict[str, Any]) -> None:
 @handle_errors
 def eval_command(
     graph_file: Path = typer.Argument(..., help="Graph file (JSON or the text form)."),
-    task: str = typer.Option(..., "--task", "-t", help="Task name, e.g. arithmetic, math500, mmlu:anatomy, jsonl:PATH."),
+    config: Path | None = typer.Option(None, "--config", help="A TOML recipe: its task, models, sampling and backend settings; flags override it."),
+    task: str | None = typer.Option(None, "--task", "-t", help="Task name, e.g. arithmetic, math500, mmlu:anatomy, jsonl:PATH."),
     option: list[str] = typer.Option(None, "--option", "-o", help="Task option KEY=VALUE (repeatable), e.g. digits=2."),
     split: Split = typer.Option(Split.test, "--split", help="Which split to score: the held-out test split or the search split."),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Only the first N items of the split."),
     models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or a models.toml; default local."),
-    concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, help="Simultaneous calls per serving backend."),
     out_dir: Path | None = typer.Option(None, "--out", help="Write traces.jsonl and summary.json here."),
-    cache: Path | None = typer.Option(None, "--cache", help="Response cache file (default: ~/.cache/ttsgraph/responses.sqlite or $TTSGRAPH_HOME)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Call the backends for every node; store nothing."),
-    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Max tokens per node."),
-    temperature: float = typer.Option(0.1, "--temperature", min=0.0, help="Sampling temperature of every node."),
-    timeout: float = typer.Option(600.0, "--timeout", help="Seconds per HTTP attempt (OpenAI-compatible backends)."),
-    retries: int = typer.Option(3, "--retries", min=0, help="Retries after a 429/5xx/connection error/timeout."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    max_tokens: int | None = MAX_TOKENS_OPTION,
+    temperature: float | None = TEMPERATURE_OPTION,
+    cache: Path | None = CACHE_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
+    timeout: float | None = TIMEOUT_OPTION,
+    retries: int | None = RETRIES_OPTION,
+    concurrency: int | None = CONCURRENCY_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Run GRAPH on a task split and report accuracy (95% CI), errors, FLOPs and latency."""
-    pool = get_pool(models)
+    flags = run_flags(**{
+        "task": task, "task_options": parse_pairs(option) or None, "models": models,
+        "sampling.max_tokens": max_tokens, "sampling.temperature": temperature,
+        "backend.cache": str(cache.expanduser().resolve()) if cache else None, "backend.no_cache": no_cache,
+        "backend.timeout": timeout, "backend.retries": retries, "backend.concurrency": concurrency,
+    })
+    if config is None and task is None:
+        raise TaskError("--task is required (or a --config recipe that sets task)")
+    cfg = from_sources(config, flags)
     graph = load_graph(graph_file)
-    graph.validate(models=set(pool.specs))
-    check_graph_models(graph, pool)
-    check_bindings(pool, sorted({n.model for n in graph.pruned()[0].nodes}))
-    task_obj = load_task(task, **parse_pairs(option))
-    items = task_obj.items(split.value)
-    if limit is not None:
-        items = items[:limit]
-    if not items:
-        raise TaskError(f"task {task!r} has no items in split {split.value!r}")
-    cache_path = None if no_cache else (cache or default_cache_path())
-    params = SamplingParams(temperature=temperature, max_tokens=max_tokens)
-
     progress = Progress(
         SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
         MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=as_json,
     )
     with progress:
-        results, seconds = run_eval(
-            graph, pool, task_obj, items, params=params, concurrency=concurrency, cache=cache_path,
-            timeout=timeout, retries=retries, progress=progress,
-        )
-    summary = summarize(results, graph, pool, task_obj)
+        rt, items, results, seconds = run_eval(cfg, graph, split.value, limit, progress)
+    summary = summarize(results, graph, rt.pool, rt.task)
+    cache_path = cfg.backend.cache_path()
     report: dict[str, Any] = {
         **summary.to_dict(),
         "graph": str(graph_file),
         "split": split.value,
-        "pool": pool.name,
-        "params": params.to_dict(),
-        "concurrency": concurrency,
+        "pool": rt.pool.name,
+        "params": rt.params.to_dict(),
+        "concurrency": cfg.backend.concurrency,
         "cache": str(cache_path) if cache_path else None,
         "seconds": seconds,
         "traces": None,

@@ -18,9 +18,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out, parse_pairs
-from ttsgraph.errors import TaskError, TtsGraphError
-from ttsgraph.llm.base import SamplingParams
+from ttsgraph.cli.common import (
+    CACHE_OPTION,
+    CONCURRENCY_OPTION,
+    JSON_OPTION,
+    MAX_TOKENS_OPTION,
+    NO_CACHE_OPTION,
+    RETRIES_OPTION,
+    TEMPERATURE_OPTION,
+    TIMEOUT_OPTION,
+    console,
+    emit_json,
+    handle_errors,
+    out,
+    parse_pairs,
+    run_flags,
+)
+from ttsgraph.config import from_sources
+from ttsgraph.errors import TtsGraphError
+from ttsgraph.models import load_pool
+from ttsgraph.runtime import build_runtime, pinned_task
 from ttsgraph.profile import (
     Profile,
     load_profile,
@@ -65,44 +82,52 @@ def print_profile(prof: Profile, path: Path | None, reused: bool) -> None:
 @app.command("profile")
 @handle_errors
 def profile_command(
-    task: str = typer.Option(..., "--task", "-t", help="Task name, e.g. arithmetic, math500, mmlu:anatomy, jsonl:PATH."),
+    config: Path | None = typer.Option(None, "--config", help="A TOML recipe: its task, models, sampling and backend settings; flags override it."),
+    task: str | None = typer.Option(None, "--task", "-t", help="Task name, e.g. arithmetic, math500, mmlu:anatomy, jsonl:PATH."),
     option: list[str] = typer.Option(None, "--option", "-o", help="Task option KEY=VALUE (repeatable)."),
     models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or a models.toml; default local."),
     items: int = typer.Option(5, "--items", "-n", min=1, help="Search items per graph."),
     mixes: int = typer.Option(4, "--mixes", min=0, help="How many equal-budget mixes to score besides the single models."),
     mix_nodes: int | None = typer.Option(None, "--mix-nodes", min=1, help="Node budget b of the mixes (default: largest model cost up to 9, at least 3)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the item choice and the mixes' random graphs."),
-    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Max tokens per node."),
-    temperature: float = typer.Option(0.1, "--temperature", min=0.0, help="Sampling temperature of every node."),
-    concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, help="Simultaneous calls per serving backend."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the item choice and the mixes' random graphs (default 0)."),
+    max_tokens: int | None = MAX_TOKENS_OPTION,
+    temperature: float | None = TEMPERATURE_OPTION,
     out_dir: Path | None = typer.Option(None, "--out", help="Store as OUT/profile.json (default: ~/.cache/ttsgraph/profiles/)."),
-    cache: Path | None = typer.Option(None, "--cache", help="Response cache file (default: ~/.cache/ttsgraph/responses.sqlite)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Call the backends for every node; store nothing."),
+    cache: Path | None = CACHE_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
+    timeout: float | None = TIMEOUT_OPTION,
+    retries: int | None = RETRIES_OPTION,
+    concurrency: int | None = CONCURRENCY_OPTION,
     refresh: bool = typer.Option(False, "--refresh", help="Measure again even if a stored profile matches."),
     preset: str | None = typer.Option(None, "--preset", help="'paper': the paper's Insight-1 table instead of measuring."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Score each pool model alone and a few equal-budget mixes on search items (Insight 1); store and reuse."""
-    from ttsgraph.llm.cache import default_cache_path
-    from ttsgraph.llm.router import build_backend, check_bindings
-    from ttsgraph.tasks import load_task
-
-    pool = get_pool(models)
+    flags = run_flags(**{
+        "task": task, "task_options": parse_pairs(option) or None, "models": models, "seed": seed,
+        "sampling.max_tokens": max_tokens, "sampling.temperature": temperature,
+        "backend.cache": str(cache.expanduser().resolve()) if cache else None, "backend.no_cache": no_cache,
+        "backend.timeout": timeout, "backend.retries": retries, "backend.concurrency": concurrency,
+    })
+    if config is None and task is None:
+        raise TtsGraphError("--task is required (or a --config recipe that sets task)")
+    cfg = from_sources(config, flags)
     if preset is not None:
         if preset != "paper":
             raise TtsGraphError(f"unknown preset {preset!r}; available: paper")
-        prof = paper_profile(task, pool)
+        pool = load_pool(cfg.models)
+        prof = paper_profile(cfg.task, pool)
         if prof is None:
-            raise TtsGraphError(f"the paper has no Insight-1 numbers for task {task!r} with pool {pool.name!r} "
+            raise TtsGraphError(f"the paper has no Insight-1 numbers for task {cfg.task!r} with pool {pool.name!r} "
                                 "(it covers math500, mmlu and humaneval with the Llama models of the paper pool)")
         if as_json:
             emit_json({**prof.to_dict(), "path": None, "reused": False})
         else:
             print_profile(prof, None, False)
         return
-    task_obj = load_task(task, **parse_pairs(option))
-    params = SamplingParams(temperature=temperature, max_tokens=max_tokens)
-    key = profile_key(task_obj, pool, items=items, seed=seed, params=params, mixes=mixes, mix_nodes=mix_nodes)
+    task_obj, pool = pinned_task(cfg), load_pool(cfg.models)
+    params = cfg.sampling.params()
+    key = profile_key(task_obj, pool, items=items, seed=cfg.seed, params=params, mixes=mixes, mix_nodes=mix_nodes)
     path = profile_path(task_obj, pool, key, out_dir)
     reused = False
     prof: Profile | None = None
@@ -111,8 +136,6 @@ def profile_command(
         if stored.key == key:
             prof, reused = stored, True
     if prof is None:
-        check_bindings(pool)
-        backend = build_backend(pool, None if no_cache else (cache or default_cache_path()))
         progress = Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=as_json)
         with progress:
@@ -122,14 +145,10 @@ def profile_command(
                 progress.update(bar, completed=done, total=total, description=label)
 
             async def main() -> Profile:
-                try:
-                    return await measure_profile(task_obj, pool, backend, items=items, seed=seed, mixes=mixes,
-                                                 mix_nodes=mix_nodes, params=params, concurrency=concurrency,
+                async with build_runtime(cfg) as rt:
+                    return await measure_profile(rt.task, rt.pool, rt.evaluator, items=items, seed=cfg.seed,
+                                                 mixes=mixes, mix_nodes=mix_nodes, params=params,
                                                  progress=on_progress)
-                finally:
-                    aclose = getattr(backend, "aclose", None)
-                    if callable(aclose):
-                        await aclose()
 
             prof = asyncio.run(main())
         save_profile(prof, path)

@@ -27,38 +27,51 @@ from rich.table import Table
 from rich.text import Text
 
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out, parse_pairs
-from ttsgraph.cost import Budget, TaskLengths
-from ttsgraph.errors import BudgetError, TaskError, TtsGraphError
+from ttsgraph.cli.common import (
+    CACHE_OPTION,
+    CONCURRENCY_OPTION,
+    JSON_OPTION,
+    MAX_TOKENS_OPTION,
+    NO_CACHE_OPTION,
+    OPT_OPTION,
+    RETRIES_OPTION,
+    TEMPERATURE_OPTION,
+    TIMEOUT_OPTION,
+    console,
+    emit_json,
+    handle_errors,
+    out,
+    parse_pairs,
+    run_flags,
+)
+from ttsgraph.config import RunConfig, deep_merge, from_sources, legacy_config, make_config, resume_config
+from ttsgraph.errors import BudgetError, TtsGraphError
 from ttsgraph.graph_io import to_text
-from ttsgraph.llm.base import SamplingParams
-from ttsgraph.llm.cache import default_cache_path
-from ttsgraph.llm.router import build_backend, check_bindings
-from ttsgraph.search.space import SearchSpace
+from ttsgraph.runtime import build_runtime
 from ttsgraph.store import RunStore
-from ttsgraph.study import OBJECTIVES, SELECTIONS, Study, StudyResult
+from ttsgraph.study import Study, StudyResult
 
 
-def default_run_dir(cfg: dict[str, Any]) -> Path:
+def default_run_dir(cfg: RunConfig) -> Path:
     """runs/<task>-<optimizer>-<budget>-s<seed>: the same command finds its run again for --resume."""
-    budget = f"b{cfg['budget_nodes']}" if cfg.get("budget_nodes") is not None else f"u{cfg['budget']:g}"
-    name = f"{cfg['task']}-{cfg['optimizer']}-{budget}-s{cfg['seed']}"
+    budget = cfg.budget.label() if cfg.budget is not None else "nobudget"
+    name = f"{cfg.task}-{cfg.optimizer.name}-{budget}-s{cfg.seed}"
     return Path("runs") / re.sub(r"[^A-Za-z0-9_.+-]+", "_", name)
 
 
 class Display:
     """The live view: a progress bar over the evaluation budget and a one-row status table."""
 
-    def __init__(self, cfg: dict[str, Any], budget_units: float, enabled: bool) -> None:
+    def __init__(self, cfg: RunConfig, enabled: bool) -> None:
         self.cfg = cfg
         self.enabled = enabled
-        self.budget_units = budget_units
+        self.budget_units = 0.0  # set once the runtime has built the search space
         self.t0 = time.perf_counter()
         self.state: dict[str, Any] = {"iteration": 0, "accuracy": None, "best": None, "units": None, "calls": 0,
                                       "hits": 0, "trials": 0, "repaired": 0, "errors": 0, "phase": "searching"}
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=console)
-        total = int(cfg["iterations"]) * int(cfg["batch"])
+        total = cfg.iterations * cfg.batch
         self.items_task = self.bar.add_task("search items", total=total)
         self.test_task: Any = None
         self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False) if enabled else None
@@ -71,10 +84,10 @@ class Display:
                     "elapsed"):
             table.add_column(col, justify="right")
         units = "—" if s["units"] is None else f"{s['units']:.2f}"
-        table.add_row(f"{s['iteration']}/{self.cfg['iterations']}", str(s["trials"]), pct(s["accuracy"]),
+        table.add_row(f"{s['iteration']}/{self.cfg.iterations}", str(s["trials"]), pct(s["accuracy"]),
                       pct(s["best"]), f"{units} / {self.budget_units:.2f}", str(s["calls"]), str(s["hits"]),
                       f"{time.perf_counter() - self.t0:.0f}s")
-        note = Text(f"{self.cfg['optimizer']} on {self.cfg['task']} · {s['phase']}"
+        note = Text(f"{self.cfg.optimizer.name} on {self.cfg.task} · {s['phase']}"
                     + (f" · {s['repaired']} repaired" if s["repaired"] else "")
                     + (f" · {s['errors']} item errors" if s["errors"] else ""), style="dim")
         return Group(note, table, self.bar)
@@ -120,38 +133,15 @@ class Display:
             self.live.__exit__(*exc)
 
 
-def build_study(cfg: dict[str, Any], store: RunStore, cache: Path | None, concurrency: int) -> Study:
-    """Everything from the stored config: task, pool, budget, space, backend, optimizer, study."""
-    from ttsgraph.search.base import get_optimizer
-    from ttsgraph.tasks import load_task
-
-    task = load_task(cfg["task"], **cfg["task_options"])
-    if cfg.get("lengths"):  # pinned when the run was created: a resumed run keeps its budget's meaning
-        task.lengths = TaskLengths(*map(float, cfg["lengths"]))
-    pool = get_pool(cfg["models"])
-    if cfg.get("budget_nodes") is not None:
-        budget = Budget.from_nodes(int(cfg["budget_nodes"]), pool, task.lengths)
-    else:
-        budget = Budget(float(cfg["budget"]))
-    output_model = cfg.get("output_model") or pool.output
-    space = SearchSpace(pool, task.lengths, budget, output_model=None if output_model == "searched" else output_model,
-                        temperature=float(cfg["temperature"]))
-    check_bindings(pool)
-    backend = build_backend(pool, cache)
-    options: dict[str, Any] = dict(cfg["optimizer_options"])
-    options.update({"backend": backend, "task": task, "objective": cfg["objective"]})
-    if cfg.get("agent"):
-        options["agent"] = cfg["agent"]
-    if cfg.get("proposal"):
-        options["proposal"] = cfg["proposal"]
-    optimizer = get_optimizer(cfg["optimizer"])(space, seed=int(cfg["seed"]), iterations=int(cfg["iterations"]),
-                                                batch=int(cfg["batch"]), **options)
-    params = SamplingParams(temperature=float(cfg["temperature"]), max_tokens=int(cfg["max_tokens"]))
-    return Study(store, task, pool, space, optimizer, backend, iterations=int(cfg["iterations"]),
-                 batch=int(cfg["batch"]), seed=int(cfg["seed"]), objective=cfg["objective"],
-                 latency_weight=float(cfg["latency_weight"]), select=cfg["select"], concurrency=concurrency,
-                 params=params, race=int(cfg["race"]), race_items=cfg.get("race_items"),
-                 test_limit=cfg.get("test_limit"))
+def load_run_config(store: RunStore) -> RunConfig:
+    """The config a run was created with (runs made before RunConfig stored a flat `search` dict)."""
+    data = store.get_config("run")
+    if data is None:
+        legacy = store.get_config("search")
+        if legacy is None:
+            raise TtsGraphError(f"{store.path}: the run holds no search configuration")
+        data = legacy_config(legacy)
+    return make_config(data)
 
 
 def print_result(result: StudyResult, study: Study) -> None:
@@ -177,98 +167,112 @@ def print_result(result: StudyResult, study: Study) -> None:
 @app.command("search")
 @handle_errors
 def search_command(
+    config: Path | None = typer.Option(None, "--config", help="A TOML recipe (see examples/recipes/); flags override it."),
     task: str | None = typer.Option(None, "--task", "-t", help="Task, e.g. arithmetic, math500, mmlu:anatomy, jsonl:PATH."),
     option: list[str] = typer.Option(None, "--option", "-o", help="Task option KEY=VALUE (repeatable)."),
     budget: float | None = typer.Option(None, "--budget", help="Budget in normalized units (1 = one reference-model call)."),
     budget_nodes: int | None = typer.Option(None, "--budget-nodes", "-b", help="Budget as a node count b (SPEC §2.3)."),
     models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or models.toml; default local."),
-    optimizer: str = typer.Option("agent-reinforce", "--optimizer", help="agent-reinforce, random, tpe, reinforce, textgrad, hybrid."),
-    opt: list[str] = typer.Option(None, "--opt", help="Optimizer option KEY=VALUE (repeatable), passed through."),
-    agent: str | None = typer.Option(None, "--agent", help="Agent model (a pool model) for LLM-driven optimizers."),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="agent-reinforce (default), random, tpe, reinforce, textgrad, hybrid."),
+    opt: list[str] = OPT_OPTION,
+    agent: str | None = typer.Option(None, "--agent", help="Agent model (a pool model) for LLM-driven optimizers (= --opt agent=M)."),
     proposal: str | None = typer.Option(None, "--proposal", help="agent-reinforce: next graph from the agent or sampled from θ (agent|sample)."),
-    iterations: int = typer.Option(10, "--iterations", "-k", min=1, help="Iterations K (evaluation budget K × batch items)."),
-    batch: int = typer.Option(3, "--batch", "-n", min=1, help="Search items per iteration."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the optimizer and of the item stream."),
+    profile: str | None = typer.Option(None, "--profile", help="Profile file for Agent-REINFORCE's initialization (default: newest stored match)."),
+    iterations: int | None = typer.Option(None, "--iterations", "-k", min=1, help="Iterations K (evaluation budget K × batch items; default 10). On --resume: a larger K continues the run."),
+    batch: int | None = typer.Option(None, "--batch", "-n", min=1, help="Search items per iteration (default 3)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the optimizer and of the item stream (default 0)."),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<task>-<optimizer>-<budget>-s<seed>)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from where it stopped, with its stored settings and cache (only --cache, --no-cache, --concurrency, --json apply)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out with its stored settings; only --iterations (larger), --test-limit and backend flags may change."),
     select: str | None = typer.Option(None, "--select", help="Which graph to return: best | last | pareto (default: best; pareto with --objective accuracy-latency)."),
-    objective: str = typer.Option("accuracy", "--objective", help="accuracy | accuracy-latency."),
-    latency_weight: float = typer.Option(0.0, "--latency-weight", min=0.0, help="λ of accuracy − λ·latency/latency_ref."),
-    race: int = typer.Option(0, "--race", min=0, help="Re-score this many top candidates on more search items."),
+    objective: str | None = typer.Option(None, "--objective", help="accuracy (default) | accuracy-latency."),
+    latency_weight: float | None = typer.Option(None, "--latency-weight", min=0.0, help="λ of accuracy − λ·latency/latency_ref."),
+    race: int | None = typer.Option(None, "--race", min=0, help="Re-score this many top candidates on more search items."),
     race_items: int | None = typer.Option(None, "--race-items", min=1, help="Items per racing re-score (default: batch)."),
     test_limit: int | None = typer.Option(None, "--test-limit", min=0, help="Score the result on this many test items (0: skip; default all)."),
     output_model: str | None = typer.Option(None, "--output-model", help="The output node's model (default: the pool's; 'searched' to search it)."),
-    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Max tokens per worker node."),
-    temperature: float = typer.Option(0.1, "--temperature", min=0.0, help="Worker sampling temperature."),
-    cache: Path | None = typer.Option(None, "--cache", help="Response cache file (default: ~/.cache/ttsgraph/responses.sqlite)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="No response cache (a resumed run then re-calls everything)."),
-    concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, help="Simultaneous calls per serving backend."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
+    max_tokens: int | None = MAX_TOKENS_OPTION,
+    temperature: float | None = TEMPERATURE_OPTION,
+    cache: Path | None = CACHE_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
+    timeout: float | None = TIMEOUT_OPTION,
+    retries: int | None = RETRIES_OPTION,
+    concurrency: int | None = CONCURRENCY_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Search the best test-time-compute graph for a task under a FLOPs budget (resumable)."""
-    if select is None:
-        # With a joint objective, the most accurate graph may be dominated by an equally accurate,
-        # faster one: choose on the Pareto front unless the user asks otherwise.
-        select = "pareto" if objective == "accuracy-latency" else "best"
-    if select not in SELECTIONS:
-        raise TtsGraphError(f"--select must be one of {', '.join(SELECTIONS)}, got {select!r}")
-    if objective not in OBJECTIVES:
-        raise TtsGraphError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    if proposal is not None and proposal not in ("agent", "sample"):
-        raise TtsGraphError(f"--proposal must be agent or sample, got {proposal!r}")
-    cache_path = None if no_cache else (cache or default_cache_path())
+    options = parse_pairs(opt, "optimizer")
+    options.update({k: v for k, v in (("agent", agent), ("proposal", proposal)) if v is not None})
+    flags = run_flags(**{
+        "task": task, "task_options": parse_pairs(option, "task") or None, "budget.units": budget,
+        "budget.nodes": budget_nodes, "models": _pool_arg(models), "optimizer.name": optimizer,
+        "optimizer.options": options or None, "profile": profile, "iterations": iterations, "batch": batch,
+        "seed": seed, "select": select, "objective": objective, "latency_weight": latency_weight, "race": race,
+        "race_items": race_items, "test_limit": test_limit, "output_model": output_model,
+        "sampling.max_tokens": max_tokens, "sampling.temperature": temperature,
+        "backend.cache": str(cache.expanduser().resolve()) if cache else None, "backend.no_cache": no_cache,
+        "backend.timeout": timeout, "backend.retries": retries, "backend.concurrency": concurrency,
+    })
     if resume:
         if out_dir is None:
             raise TtsGraphError("--resume needs --out RUN (the run directory to continue)")
+        if config is not None:
+            raise TtsGraphError("--config starts a new run; --resume continues the one in --out with its own settings")
         store = RunStore.open(out_dir)
-        cfg = store.get_config("search")
-        if cfg is None:
+        try:
+            stored = load_run_config(store)
+            if "cache" not in flags.get("backend", {}) and not no_cache and store.get_config("cache"):
+                # the cache the interrupted run filled: its calls come back free
+                flags = deep_merge({"backend": {"cache": store.get_config("cache")}}, flags)
+            cfg = resume_config(stored, flags)
+        except BaseException:
             store.close()
-            raise TtsGraphError(f"{out_dir}: the run holds no search configuration")
-        stored_cache = store.get_config("cache")
-        if cache is None and not no_cache and stored_cache:
-            cache_path = Path(stored_cache)  # the cache the interrupted run filled: its calls come back free
+            raise
     else:
-        if task is None:
-            raise TaskError("--task is required (or --resume with --out)")
-        if (budget is None) == (budget_nodes is None):
-            raise BudgetError("give exactly one of --budget (units) or --budget-nodes (b)")
-        cfg = {"task": task, "task_options": parse_pairs(option, "task"), "models": models, "budget": budget,
-               "budget_nodes": budget_nodes, "optimizer": optimizer, "optimizer_options": parse_pairs(opt, "optimizer"),
-               "agent": agent, "proposal": proposal, "iterations": iterations, "batch": batch, "seed": seed,
-               "select": select, "objective": objective, "latency_weight": latency_weight, "test_limit": test_limit,
-               "max_tokens": max_tokens, "temperature": temperature, "output_model": output_model, "race": race,
-               "race_items": race_items}
-        if models is not None and Path(models).exists():
-            cfg["models"] = str(Path(models).resolve())
-        if cache_path is not None:
-            cache_path = cache_path.resolve()
+        cfg = from_sources(config, flags)
+        if cfg.budget is None:
+            raise BudgetError("give exactly one of --budget (units) or --budget-nodes (b), or set [budget] in --config")
         out_dir = out_dir or default_run_dir(cfg)
         store = RunStore.create(out_dir)
     try:
-        try:
-            study = build_study(cfg, store, cache_path, concurrency)
-        except BaseException:
-            if not resume and not store.trials():  # a run that never started: leave no directory behind
-                store.close()
-                _remove_run(out_dir)
-            raise
-        if not resume:
-            cfg["lengths"] = [study.task.lengths.prompt, study.task.lengths.answer]
-            store.set_config("search", cfg)
-            store.set_config("space", study.space.describe())
-            store.set_config("pool", study.pool.to_dict())
-            store.set_config("command", sys.argv[1:])
-        store.set_config("cache", str(cache_path) if cache_path else None)
-        display = Display(cfg, study.space.budget.units, enabled=not as_json)
+        display = Display(cfg, enabled=not as_json)
         with display, _stdout_to_stderr(as_json):
-            result = asyncio.run(_run(study, display))
+            result, study = asyncio.run(_run(cfg, store, display, resume=resume, out_dir=out_dir))
     finally:
         store.close()
     if as_json:
         emit_json(result.to_dict())
     else:
         print_result(result, study)
+
+
+def _pool_arg(models: str | None) -> str | None:
+    """A models.toml given on the command line is stored absolute, so --resume finds it anywhere."""
+    if models is not None and Path(models).exists():
+        return str(Path(models).resolve())
+    return models
+
+
+async def _run(cfg: RunConfig, store: RunStore, display: Display, *, resume: bool,
+               out_dir: Path) -> tuple[StudyResult, Study]:
+    started = bool(store.trials())
+    try:
+        async with build_runtime(cfg) as rt:
+            study = Study.from_runtime(rt, store)
+            if not resume:
+                pinned = cfg.model_copy(update={"lengths": (rt.task.lengths.prompt, rt.task.lengths.answer)})
+                store.set_config("run", pinned.to_json())
+                store.set_config("space", study.space.describe())
+                store.set_config("pool", rt.pool.to_dict())
+                store.set_config("command", sys.argv[1:])
+            cache_path = cfg.backend.cache_path()
+            store.set_config("cache", str(cache_path) if cache_path else None)
+            display.budget_units = study.space.budget.units
+            return await study.run(progress=display), study
+    except BaseException:
+        if not resume and not started and not store.trials():  # a run that never started: leave nothing behind
+            store.close()
+            _remove_run(out_dir)
+        raise
 
 
 @contextlib.contextmanager
@@ -303,13 +307,4 @@ def _remove_run(path: Path) -> None:
             pass
 
 
-async def _run(study: Study, display: Display) -> StudyResult:
-    try:
-        return await study.run(progress=display)
-    finally:
-        aclose = getattr(study.backend, "aclose", None)
-        if callable(aclose):
-            await aclose()
-
-
-__all__ = ["search_command", "build_study", "parse_pairs", "default_run_dir"]
+__all__ = ["search_command", "run_flags", "load_run_config", "default_run_dir"]

@@ -8,6 +8,7 @@ Agent-REINFORCE and every baseline identically (same budget, same evaluation bud
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -136,12 +137,18 @@ class Optimizer(ABC):
         self.history.extend(evaluations)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where this optimizer stopped (JSON-able)."""
-        return {"rng": self.rng.bit_generator.state, "history": [e.to_dict() for e in self.history]}
+        """Everything needed to continue exactly where this optimizer stopped (JSON-able). The
+        history is not in it (it would make the store grow quadratically): the study passes the
+        evaluations it told back to `load_state_dict` from its own trials."""
+        return {"rng": self.rng.bit_generator.state}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Evaluation] = ()) -> None:
         self.rng.bit_generator.state = state["rng"]
-        self.history = [Evaluation.from_dict(e) for e in state.get("history", [])]
+        self.history = list(history)
+
+    def drain_exchanges(self) -> list[Any]:
+        """Agent exchanges since the last drain, for the store (none for numeric optimizers)."""
+        return []
 
     def agent_seconds(self) -> float:
         """Time spent in the optimizer's own LLM calls (0 for numeric optimizers)."""
