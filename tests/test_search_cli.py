@@ -133,6 +133,28 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, cli):
     assert again["backend_calls"] < first["backend_calls"] and again["cache_hits"] > first["cache_hits"]
 
 
+def test_resume_continues_longer_runs_and_refuses_flags_that_change_the_study(tmp_path, cli):
+    first = json.loads(cli(*BASE, "--out", "r", "--cache", "c.sqlite", "--json").stdout)
+    assert first["trials"] == 4
+    res = cli("search", "--resume", "--out", "r", "--seed", "6", check=False)
+    assert res.exit_code == 2 and "--seed: this run was created with 5, not 6" in res.stderr
+    res = cli("search", "--resume", "--out", "r", "--budget-nodes", "4", check=False)
+    assert res.exit_code == 2 and "--budget-nodes: this run was created with 3, not 4" in res.stderr
+    res = cli("search", "--resume", "--out", "r", "--iterations", "3", check=False)
+    assert res.exit_code == 2 and "can only go on longer" in res.stderr
+    longer = json.loads(cli("search", "--resume", "--out", "r", "--iterations", "6", "--json").stdout)
+    assert longer["trials"] == 6 and longer["evaluations"] == 12  # two more iterations, not silently 4
+    again = json.loads(cli(*BASE[:9], *BASE[11:], "--resume", "--out", "r", "--json").stdout)
+    assert again["trials"] == 6  # the same values again are accepted, and the stored run now says 6
+
+
+def test_misspelled_optimizer_option_is_refused_before_anything_runs(tmp_path, cli):
+    for bad in ("totally_bogus=1", "edge_pp=0.9"):
+        res = cli(*BASE, "--opt", bad, "--out", "z", check=False)
+        assert res.exit_code == 2 and f"unknown option '{bad.split('=')[0]}' (valid: edge_p)" in res.stderr
+        assert not (tmp_path / "z").exists()
+
+
 def test_pareto_selection_latency_objective_and_racing(tmp_path, cli):
     data = json.loads(cli(*BASE, "--out", "p", "--no-cache", "--select", "pareto", "--objective", "accuracy-latency",
                           "--latency-weight", "0.5", "--race", "2", "--race-items", "3", "--json").stdout)
@@ -142,11 +164,11 @@ def test_pareto_selection_latency_objective_and_racing(tmp_path, cli):
 
     with RunStore.open(tmp_path / "p", readonly=True) as store:
         assert len(store.trials("race")) == 2
-        assert store.get_config("search")["objective"] == "accuracy-latency"
+        assert store.get_config("run")["objective"] == "accuracy-latency"
         from ttsgraph.tasks import load_task
 
         lengths = load_task("arithmetic", size=20).lengths
-        assert store.get_config("search")["lengths"] == [lengths.prompt, lengths.answer]  # pinned for --resume
+        assert store.get_config("run")["lengths"] == [lengths.prompt, lengths.answer]  # pinned for --resume
 
 
 def ttsgraph_cmd() -> list[str]:

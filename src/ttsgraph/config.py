@@ -187,6 +187,8 @@ def make_config(data: dict[str, Any], *, recipe: str | Path | None = None,
         if recipe is not None and not from_flag:
             text = Path(recipe).read_text(encoding="utf-8")
             raise FileFormatError(f"field {where!r}: {msg}", path=str(recipe), line=_line_of(text, loc)) from None
+        if where == "optimizer":  # the optimizer's own check names the optimizer and the option
+            where = "optimizer.options" if "option" in msg else "optimizer.name"
         raise TtsGraphError(f"{FLAGS.get(where, where)}: {msg}") from None
 
 
