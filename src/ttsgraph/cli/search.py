@@ -301,11 +301,10 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
 def _remove_run(path: Path) -> None:
     for name in (RunStore.FILE, RunStore.FILE + "-wal", RunStore.FILE + "-shm", ".lock"):
         (path / name).unlink(missing_ok=True)
-    for sub in (path / "traces", path):
-        try:
-            sub.rmdir()
-        except OSError:
-            pass
+    try:
+        path.rmdir()
+    except OSError:  # not empty: something else lives there
+        pass
 
 
 __all__ = ["search_command", "run_flags", "load_run_config", "default_run_dir"]
