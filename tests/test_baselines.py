@@ -94,11 +94,13 @@ def test_realize_keeps_likely_edges_caps_out_degree_and_fits() -> None:
     opt = Reinforce(space, seed=0, iterations=3, batch=3)
     d = opt.dist
     idx = {e: i for i, e in enumerate(d.potential)}
-    d.edge_logits[:] = -3.0
+    params = d.params()
+    params["edge_logits"][:] = -3.0
     for e in [("n1", "out"), ("n2", "n1"), ("n2", "n3"), ("n2", "out"), ("n3", "out")]:
-        d.edge_logits[idx[e]] = 3.0
-    d.model_logits[:, :] = -5.0
-    d.model_logits[:, 0] = 5.0  # everyone prefers the 1B model
+        params["edge_logits"][idx[e]] = 3.0
+    params["model_logits"][:, :] = -5.0
+    params["model_logits"][:, 0] = 5.0  # everyone prefers the 1B model
+    d.set_params(params)
     g = realize(d, space, np.random.default_rng(0))
     space.check(g)
     assert ("n1", "out") in g.edges and ("n2", "n1") in g.edges and ("n3", "out") in g.edges
@@ -112,6 +114,69 @@ def test_the_last_reinforce_ask_proposes_the_realized_graph_on_a_full_batch() ->
     rounds = run(opt, lambda g: 0.5, 3)
     assert [len(r) for r in rounds] == [3, 3, 1]
     assert rounds[-1][0].meta == {"realized": True} and rounds[-1][0].n_items == 3
+
+
+def test_realize_thresholds_are_on_the_learnt_scale() -> None:
+    """`keep`=0.55 admits an edge whose logit is above logit(0.55) (≈0.2), although the sampler
+    keeps it with only sigmoid(logit − 2); just below, it is left out unless needed to connect."""
+    space = paper_space()
+    d = Reinforce(space, seed=0, iterations=3, batch=3).dist
+    idx = {e: i for i, e in enumerate(d.potential)}
+    params = d.params()
+    params["edge_logits"][:] = -6.0
+    for e, x in [(("n1", "out"), 0.25), (("n2", "n1"), 0.25), (("n3", "n1"), 0.15)]:
+        params["edge_logits"][idx[e]] = x
+    d.set_params(params)
+    assert d.edge_prob("n2", "n1") < 0.2  # what the sampler uses is far below `keep`
+    g = realize(d, space, np.random.default_rng(0), reconnect=0.99)
+    assert ("n2", "n1") in g.edges and ("n3", "n1") not in g.edges
+
+
+# ---- typed options --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["random", "tpe", "reinforce"])
+@pytest.mark.parametrize("key", ["totally_bogus", "edge_pp"])
+def test_a_misspelled_option_is_an_error_naming_it_and_the_valid_ones(name: str, key: str) -> None:
+    cls = get_optimizer(name)
+    with pytest.raises(TtsGraphError) as err:
+        cls(paper_space(), seed=0, **{key: 0.9})
+    message = str(err.value)
+    assert "\n" not in message and f"optimizer {name!r}" in message and repr(key) in message
+    assert f"(valid: {', '.join(sorted(cls.Options.model_fields))})" in message
+
+
+@pytest.mark.parametrize("name, options, field", [
+    ("random", {"edge_p": 1.5}, "edge_p"), ("random", {"edge_p": -0.1}, "edge_p"),
+    ("tpe", {"n_startup": -1}, "n_startup"),
+    ("reinforce", {"momentum": 1.0}, "momentum"), ("reinforce", {"lr": 0.0}, "lr"),
+    ("reinforce", {"samples": 0}, "samples"),
+])
+def test_an_out_of_range_option_is_an_error_naming_it(name: str, options: dict[str, Any], field: str) -> None:
+    with pytest.raises(TtsGraphError, match=f"optimizer '{name}': option '{field}'"):
+        get_optimizer(name)(paper_space(), seed=0, **options)
+
+
+def test_options_are_typed_with_their_documented_defaults() -> None:
+    space = paper_space()
+    assert get_optimizer("random")(space).opts.edge_p == 0.119
+    tpe = get_optimizer("tpe")(space).opts
+    assert (tpe.n_startup, tpe.multivariate) == (3, False)
+    r = Reinforce(space, baseline="moving_average", samples="2").opts
+    assert (r.lr, r.samples, r.baseline, r.momentum, r.realize) == (0.1, 2, "moving-average", 0.9, True)
+
+
+def test_random_search_uses_its_edge_p() -> None:
+    space = paper_space()
+    dense = run(get_optimizer("random")(space, seed=0, edge_p=1.0), lambda g: 0.0, 6)
+    sparse = run(get_optimizer("random")(space, seed=0, edge_p=0.0), lambda g: 0.0, 6)
+    assert sum(len(r[0].graph.edges) for r in dense) > sum(len(r[0].graph.edges) for r in sparse)
+
+
+def test_numeric_optimizers_have_no_agent_exchanges() -> None:
+    for name in ("random", "tpe", "reinforce"):
+        opt = get_optimizer(name)(paper_space(), seed=0)
+        run(opt, lambda g: 0.5, 1)
+        assert opt.drain_exchanges() == []
 
 
 # ---- TPE and random ---------------------------------------------------------------------------

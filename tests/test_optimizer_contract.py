@@ -1,7 +1,7 @@
 """The contract every optimizer must pass, Optuna-style: one parametrized module, every optimizer.
 
 A new optimizer joins `OPTIMIZER_NAMES` (and, if it talks to an agent, gets its options from
-`optimizer_options`) and is then checked for what the study, the store and `ttsgraph bench` rely
+`optimizer_kwargs`) and is then checked for what the study, the store and `ttsgraph bench` rely
 on: proposals validate and fit the budget; one ask never spends more than one batch of items, so
 a study of K iterations never exceeds K × batch evaluations; the same seed gives the same
 proposals; the state survives a JSON round trip and a resumed optimizer continues exactly as the
@@ -23,8 +23,9 @@ from ttsgraph.graph import Graph
 from ttsgraph.llm.base import Message
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.models import load_pool
-from ttsgraph.search.base import Evaluation, Optimizer, Proposal, get_optimizer
+from ttsgraph.search.base import Evaluation, Optimizer, Proposal, SearchContext, get_optimizer
 from ttsgraph.search.space import SearchSpace
+from ttsgraph.tasks.arithmetic import ArithmeticTask
 
 OPTIMIZER_NAMES = ["random", "tpe", "reinforce", "textgrad", "hybrid", "agent-reinforce"]
 AGENT_OPTIMIZERS = {"textgrad", "hybrid", "agent-reinforce"}
@@ -76,17 +77,19 @@ def echo_agent(model: str, messages: list[Message], sample: int) -> str:
     return json.dumps({"graph": shown["graph"], "edge_probabilities": table})
 
 
-def optimizer_options(name: str, space: SearchSpace) -> dict[str, Any]:
-    """Extra constructor options per optimizer: LLM-driven ones get a scripted agent backend and
-    an agent model from the pool."""
+def optimizer_kwargs(name: str, space: SearchSpace, backend: Any = None, task: Any = None) -> dict[str, Any]:
+    """What the runtime gives every optimizer (a `SearchContext`: backend, task), plus the agent
+    model from the pool for LLM-driven ones; their backend is the scripted agent by default."""
+    task = task if task is not None else ArithmeticTask(seed=0, size=30)
     if name not in AGENT_OPTIMIZERS:
-        return {}
-    return {"backend": ScriptedBackend(echo_agent), "agent": space.pool.output, "task": "arithmetic"}
+        return {"context": SearchContext(backend=backend, task=task)}
+    return {"context": SearchContext(backend=backend or ScriptedBackend(echo_agent), task=task),
+            "agent": space.pool.output}
 
 
 def make(name: str, space: SearchSpace, seed: int = 0) -> Optimizer:
     cls = get_optimizer(name)
-    return cls(space, seed=seed, iterations=ITERATIONS, batch=BATCH, **optimizer_options(name, space))
+    return cls(space, seed=seed, iterations=ITERATIONS, batch=BATCH, **optimizer_kwargs(name, space))
 
 
 # ---- a deterministic synthetic objective --------------------------------------------------------
@@ -102,6 +105,7 @@ def synthetic_eval(trial: int, p: Proposal, space: SearchSpace) -> Evaluation:
     return Evaluation(trial=trial, graph=g, accuracy=correct / p.n_items, utility=correct / p.n_items,
                       correct=correct, scored=p.n_items, errors=0, item_ids=ids,
                       planned_units=space.units(g), measured_units=space.units(g), latency=1.0,
+                      meta=dict(p.meta),  # the study stores the proposal's meta with the trial
                       feedback=[{"id": i, "correct": k < correct, "extracted": "1", "error": None}
                                 for k, i in enumerate(ids)])
 
@@ -186,8 +190,10 @@ def test_state_round_trips_and_resume_continues_identically(name: str, split: in
     first = make(name, space, seed=7)
     head = drive(first, space, split)
     state = json.loads(json.dumps(first.state_dict()))  # must be JSON-able
+    # what the study hands back on resume: the evaluations told so far, rebuilt from the store
+    history = [Evaluation.from_dict(json.loads(json.dumps(e.to_dict()))) for e in first.history]
     resumed = make(name, space, seed=7)
-    resumed.load_state_dict(state)
+    resumed.load_state_dict(state, history=history)
     tail = drive(resumed, space, ITERATIONS - split, trial0=sum(len(r) for r in head))
     assert signature(head) + signature(tail) == whole
 
@@ -211,7 +217,6 @@ class Crash(Exception):
 def _study(name: str, run_dir: Any, resume: bool = False, crash_at: tuple[int, int] | None = None) -> Any:
     from ttsgraph.store import RunStore
     from ttsgraph.study import Study
-    from ttsgraph.tasks.arithmetic import ArithmeticTask
 
     task = ArithmeticTask(seed=2, size=30)
     pool = load_pool("local")
@@ -231,7 +236,7 @@ def _study(name: str, run_dir: Any, resume: bool = False, crash_at: tuple[int, i
     backend = ScriptedBackend(worker)
     store = RunStore.open(run_dir) if resume else RunStore.create(run_dir)
     opt = get_optimizer(name)(space, seed=4, iterations=ITERATIONS, batch=BATCH,
-                              **optimizer_options(name, space) | ({"backend": backend} if name in AGENT_OPTIMIZERS else {}))
+                              **optimizer_kwargs(name, space, backend=backend, task=task))
 
     def progress(event: dict[str, Any]) -> None:
         if crash_at is not None and event.get("kind") == "trial" and (event["iteration"], event["position"]) == crash_at:

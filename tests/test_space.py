@@ -13,7 +13,10 @@ from ttsgraph.cost import PAPER_LENGTHS, Budget, TaskLengths, reference_bound_un
 from ttsgraph.errors import BudgetError, GraphError
 from ttsgraph.graph import Graph, Node, fully_connected
 from ttsgraph.models import load_pool
-from ttsgraph.search.space import OUTPUT_ID, ProbGraph, SearchSpace, fix_roles
+from ttsgraph.search.numeric import logit, sigmoid, softmax
+from ttsgraph.search.prob_graph import PROB_EPS, ProbGraph
+from ttsgraph.search.role_rules import fix_roles
+from ttsgraph.search.space import OUTPUT_ID, SearchSpace
 
 MATH = PAPER_LENGTHS["math"]
 ARITH = TaskLengths(4.5, 6.0)
@@ -163,7 +166,7 @@ def test_sampling_follows_the_table(paper):
     table = {(r["src"], r["dst"]): 0.0 for r in pg.edge_table()}
     table.update({("n2", "n1"): 1.0, ("n3", "n1"): 1.0, ("n1", "out"): 1.0})
     pg.set_edge_table(table)
-    pg.role_logits[:, 1] = -50.0  # fuser prob = softmax + 0.5 = 0.5 at the minimum
+    pg.set_params({"role_logits": np.array([[0.0, -50.0]] * 3)})  # fuser prob = softmax + 0.5 = 0.5 at the minimum
     rng = np.random.default_rng(0)
     g, logp = pg.sample(rng)
     assert sorted(g.edges) == [("n1", "out"), ("n2", "n1"), ("n3", "n1")]
@@ -199,30 +202,33 @@ def test_score_function_matches_numeric_gradient(paper):
     space = SearchSpace(paper, MATH, Budget(80.0), output_model=None)
     pg = ProbGraph(space, slots=3)
     rng = np.random.default_rng(5)
-    pg.edge_logits = rng.normal(size=pg.edge_logits.shape)
-    pg.role_logits = rng.normal(size=pg.role_logits.shape) - 1.5
-    pg.model_logits = rng.normal(size=pg.model_logits.shape)
+    shapes = {k: v.shape for k, v in pg.params().items()}
+    pg.set_params({"edge_logits": rng.normal(size=shapes["edge_logits"]),
+                   "role_logits": rng.normal(size=shapes["role_logits"]) - 1.5,
+                   "model_logits": rng.normal(size=shapes["model_logits"])})
     g = Graph([Node("n1", "llama-3.2-1b"), Node("n2", "llama-3.2-3b", "fuser"), Node("n3", "llama-3.2-1b"),
                Node("out", "llama-3.2-1b")], [("n1", "n2"), ("n3", "n2"), ("n2", "out")], "out")
     grads = pg.score_function(g)
-    for name in ("edge_logits", "role_logits", "model_logits"):
-        arr = getattr(pg, name)
+    for name, arr in pg.params().items():
         num = np.zeros_like(arr)
         for idx in np.ndindex(arr.shape):
-            old = arr[idx]
-            arr[idx] = old + 1e-5
-            up = pg.log_prob(g)
-            arr[idx] = old - 1e-5
-            down = pg.log_prob(g)
-            arr[idx] = old
-            num[idx] = (up - down) / 2e-5
+            logp = []
+            for step in (1e-5, -1e-5):
+                moved = arr.copy()
+                moved[idx] += step
+                pg.set_params({name: moved})
+                logp.append(pg.log_prob(g))
+            pg.set_params({name: arr})
+            num[idx] = (logp[0] - logp[1]) / 2e-5
         assert np.allclose(grads[name], num, atol=1e-4), name
 
 
 def test_state_dict_roundtrip(paper):
     space = SearchSpace(paper, MATH, Budget(42.0))
     pg = ProbGraph(space, slots=4)
-    pg.edge_logits[3] = 1.5
+    edges = pg.params()["edge_logits"]
+    edges[3] = 1.5
+    pg.set_params({"edge_logits": edges})
     pg2 = ProbGraph(space, slots=4)
     pg2.load_state_dict(pg.state_dict())
     assert pg2.edge_table() == pg.edge_table()
@@ -268,11 +274,106 @@ def test_sampled_graphs_validate_and_fit(pool_name, b, slack, searched_output, s
         g = space.random_graph(counts, rng, edge_p=float(rng.uniform(0, 1)))
     else:
         pg = ProbGraph(space, counts=counts) if mode == "counts" else ProbGraph(space, slots=int(rng.integers(1, 8)))
-        pg.edge_logits = rng.normal(scale=logit_scale + 1e-9, size=pg.edge_logits.shape) + logit_scale
-        pg.role_logits = rng.normal(scale=logit_scale + 1e-9, size=pg.role_logits.shape)
+        shapes = {k: v.shape for k, v in pg.params().items()}
+        pg.set_params({"edge_logits": rng.normal(scale=logit_scale + 1e-9, size=shapes["edge_logits"]) + logit_scale,
+                       "role_logits": rng.normal(scale=logit_scale + 1e-9, size=shapes["role_logits"])})
         g, logp = pg.sample(rng)
         assert logp <= 1e-9 and math.isfinite(logp)
     g.validate(models=set(pool.models))
     assert space.fits(g)
     assert g.pruned()[1] == []
     space.check(g)
+
+
+# ----- one definition of each probability: what a table says is what the sampler does ---------
+
+def test_edge_table_prob_is_how_often_the_sampler_keeps_the_edge(paper):
+    """The defect: a table showed sigmoid(logit) (0.73 here) while the sampler kept the edge with
+    sigmoid(logit − 2) (0.27). n1 → n2 is the first edge of the walk, so it is always considered,
+    and out-edges close no cycle, so conditioning on "the output is fed" leaves it independent."""
+    space = SearchSpace(paper, MATH, Budget(42.0))
+    pg = ProbGraph(space, counts={"llama-3.2-1b": 3})
+    idx = {e: i for i, e in enumerate(pg.potential)}
+    edges = pg.params()["edge_logits"]
+    edges[idx[("n1", "n2")]] = 1.0
+    edges[idx[("n1", "out")]] = 6.0
+    pg.set_params({"edge_logits": edges})
+    shown = {(r["src"], r["dst"]): r["prob"] for r in pg.edge_table()}
+    rng = np.random.default_rng(7)
+    n = 4000
+    kept = 0
+    for _ in range(n):
+        pg.sample(rng)
+        kept += ("n1", "n2") in pg.last_draw.edges
+    assert shown[("n1", "n2")] == pytest.approx(1 / (1 + math.exp(1.0)))
+    assert kept / n == pytest.approx(shown[("n1", "n2")], abs=0.025)
+
+
+def test_fuser_table_prob_is_how_often_a_free_node_fuses(paper):
+    space = SearchSpace(paper, MATH, Budget(42.0))
+    pg = ProbGraph(space, counts={"llama-3.2-1b": 2})
+    pg.set_edge_table({("n1", "n2"): 1.0, ("n2", "out"): 1.0, ("n2", "n1"): 0.0, ("n1", "out"): 0.0})
+    pg.set_params({"role_logits": np.array([[0.0, 0.0], [0.0, -1.0]])})
+    shown = pg.fuser_table()
+    assert shown["n2"] == pytest.approx(0.5 + 1 / (1 + math.exp(1.0)))  # the +0.5 prior is included
+    rng = np.random.default_rng(3)
+    n = 4000
+    fused = sum(pg.sample(rng)[0].node("n2").role == "fuser" for _ in range(n))
+    assert fused / n == pytest.approx(shown["n2"], abs=0.025)
+
+
+def test_a_written_probability_is_what_the_sampler_uses(paper):
+    """The defect: an agent's 0.9 became sigmoid(logit(0.9) − 2) = 0.549."""
+    space = SearchSpace(paper, MATH, Budget(42.0))
+    pg = ProbGraph(space, slots=3)
+    pg.set_edge_table({("n1", "out"): 0.9, ("n2", "n3"): 0.0, ("n3", "out"): 1.0})
+    assert pg.edge_prob("n1", "out") == pytest.approx(0.9, abs=1e-12)
+    assert pg.edge_prob("n2", "n3") == pytest.approx(PROB_EPS) and pg.edge_prob("n3", "out") == pytest.approx(1 - PROB_EPS)
+    rows = {(r["src"], r["dst"]): r["prob"] for r in pg.edge_table()}
+    assert rows[("n1", "out")] == pytest.approx(0.9, abs=1e-12)
+    pg.set_fuser_table({"n1": 0.8, "n2": 0.2, "n3": 1.0})
+    assert pg.fuser_prob("n1") == pytest.approx(0.8, abs=1e-12) and pg.fuser_table()["n1"] == pg.fuser_prob("n1")
+    assert pg.fuser_prob("n2") == pytest.approx(0.5 + PROB_EPS)  # the prior makes < 0.5 unreachable
+    assert pg.fuser_prob("n3") == pytest.approx(1 - PROB_EPS)
+
+
+def test_a_bad_table_entry_names_it_and_writes_nothing(paper):
+    space = SearchSpace(paper, MATH, Budget(42.0))
+    pg = ProbGraph(space, slots=2)
+    before = pg.params()
+    with pytest.raises(GraphError, match="n1 -> out: probability 1.5"):
+        pg.set_edge_table({("n2", "out"): 0.9, ("n1", "out"): 1.5})
+    with pytest.raises(GraphError, match="'n7' is not a worker slot"):
+        pg.set_fuser_table({"n1": 0.9, "n7": 0.9})
+    with pytest.raises(GraphError, match="fuser n1: probability nan"):
+        pg.set_fuser_table({"n1": float("nan")})
+    after = pg.params()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_params_are_copies_and_set_params_checks_them(paper):
+    space = SearchSpace(paper, MATH, Budget(42.0))
+    pg = ProbGraph(space, slots=2)
+    params = pg.params()
+    params["edge_logits"][:] = 5.0
+    assert pg.edge_prob("n1", "out") == pytest.approx(1 / (1 + math.exp(2)))  # untouched
+    with pytest.raises(GraphError, match=r"edge_logits: shape \(3,\), expected \(4,\)"):
+        pg.set_params({"edge_logits": np.zeros(3)})
+    with pytest.raises(GraphError, match="unknown probabilistic-graph parameter 'edges'"):
+        pg.set_params({"edges": np.zeros(4)})
+    with pytest.raises(GraphError, match="finite"):
+        pg.set_params({"role_logits": np.full((2, 2), np.inf)})
+    with pytest.raises(GraphError, match="fixed slot models"):
+        pg.fixed = ["llama-3.2-1b"]
+
+
+def test_the_one_sigmoid_logit_softmax():
+    xs = np.array([-800.0, -30.0, -2.0, 0.0, 2.0, 30.0, 800.0])
+    with np.errstate(over="raise", invalid="raise"):  # no overflow at either end
+        ys = sigmoid(xs)
+    assert ys[0] == 0.0 and ys[-1] == 1.0 and sigmoid(-2.0) == pytest.approx(0.11920292202211755, rel=1e-12)
+    assert isinstance(sigmoid(0.5), float)
+    for p in (1e-6, 0.119, 0.5, 0.9, 1 - 1e-6):
+        assert sigmoid(logit(p)) == pytest.approx(p, rel=1e-12)
+    rows = softmax(np.array([[1000.0, 1000.0], [0.0, math.log(3.0)]]))
+    assert np.allclose(rows, [[0.5, 0.5], [0.25, 0.75]])

@@ -35,7 +35,8 @@ from ttsgraph.llm.base import SamplingParams
 from ttsgraph.models import ModelPool
 from ttsgraph.pareto import pareto_indices
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal
-from ttsgraph.search.space import SearchSpace, fix_roles
+from ttsgraph.search.role_rules import fix_roles
+from ttsgraph.search.space import SearchSpace
 from ttsgraph.store import RunStore, TrialRecord
 
 if TYPE_CHECKING:

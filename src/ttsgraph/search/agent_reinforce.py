@@ -38,7 +38,9 @@ from ttsgraph.search import agent_prompts as P
 from ttsgraph.search.agent import AgentClient, Exchange
 from ttsgraph.search.agent_replies import Rules, parse_init_reply, parse_update_reply
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal, register
-from ttsgraph.search.space import OUTPUT_ID, ProbGraph, counts_of, fix_roles, worker_id
+from ttsgraph.search.prob_graph import ProbGraph
+from ttsgraph.search.role_rules import fix_roles
+from ttsgraph.search.space import OUTPUT_ID, counts_of, worker_id
 
 DEFAULT_EDGE_P = 0.119  # sigmoid(-2): GPTSwarm's initial edge density (SPEC §3.2)
 PRETEST_EDGE_P = 0.5  # the pretest's random graphs: edges ~ Bern(sigmoid(0)) (SPEC §4.1)

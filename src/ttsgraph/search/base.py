@@ -137,17 +137,21 @@ class Optimizer(ABC):
         self.history.extend(evaluations)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where this optimizer stopped (JSON-able). The
-        history is not in it (it would make the store grow quadratically): the study passes the
-        evaluations it told back to `load_state_dict` from its own trials."""
+        """Everything needed to continue exactly where this optimizer stopped (JSON-able), except
+        the history: the study stores every evaluation as a trial already, and a state that grew
+        with it would make the store grow quadratically with the iterations. Keep it fixed-size."""
         return {"rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any], history: Sequence[Evaluation] = ()) -> None:
+        """Continue from `state_dict()`; `history` is what was told before it, in tell order (the
+        study rebuilds it from its stored trials). Subclasses derive what they learnt from the
+        history from it instead of storing it twice."""
         self.rng.bit_generator.state = state["rng"]
         self.history = list(history)
 
     def drain_exchanges(self) -> list[Any]:
-        """Agent exchanges since the last drain, for the store (none for numeric optimizers)."""
+        """Agent exchanges (`ttsgraph.search.agent.Exchange`) since the last drain, for the store's
+        agent log; numeric optimizers have none."""
         return []
 
     def agent_seconds(self) -> float:
@@ -179,6 +183,4 @@ def get_optimizer(name: str) -> type[Optimizer]:
     try:
         return OPTIMIZERS[name]
     except KeyError:
-        from ttsgraph.errors import TtsGraphError
-
         raise TtsGraphError(f"unknown optimizer {name!r}; available: {', '.join(sorted(OPTIMIZERS))}") from None

@@ -9,9 +9,14 @@ random proposals at the same evaluation budget has learnt nothing either.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ttsgraph.search.base import Optimizer, Proposal, register
+from pydantic import Field
+
+from ttsgraph.search.base import Optimizer, OptimizerOptions, Proposal, register
+
+if TYPE_CHECKING:
+    from ttsgraph.search.space import SearchSpace
 
 # sigmoid(-2): the initial edge density of the GPTSwarm sampler at temperature 1 (SPEC §3.2).
 DEFAULT_EDGE_P = 0.119
@@ -19,20 +24,19 @@ DEFAULT_EDGE_P = 0.119
 
 @register
 class RandomSearch(Optimizer):
-    """`random`: options `edge_p` (default 0.119)."""
+    """`random`: a random budget-filling mix on a random sparse graph, every ask."""
+
+    class Options(OptimizerOptions):
+        edge_p: float = Field(DEFAULT_EDGE_P, ge=0.0, le=1.0, description="probability of each potential edge")
 
     name = "random"
+    opts: Options
 
-    def __init__(self, space: Any, *, seed: int = 0, iterations: int = 10, batch: int = 3, **options: Any) -> None:
-        super().__init__(space, seed=seed, iterations=iterations, batch=batch, **options)
-        self.edge_p = float(options.get("edge_p", DEFAULT_EDGE_P))
-        if not 0.0 <= self.edge_p <= 1.0:
-            from ttsgraph.errors import TtsGraphError
-
-            raise TtsGraphError(f"random: edge_p must be in [0, 1], got {self.edge_p}")
+    def __init__(self, space: SearchSpace, **kwargs: Any) -> None:  # seed, iterations, batch, context, options
+        super().__init__(space, **kwargs)
         self._combos = space.combos()
 
     async def ask(self) -> list[Proposal]:
         counts = self._combos[int(self.rng.integers(len(self._combos)))]
-        graph = self.space.random_graph(counts, self.rng, self.edge_p)  # already repaired to the budget
+        graph = self.space.random_graph(counts, self.rng, self.opts.edge_p)  # already repaired to the budget
         return [Proposal(graph, self.batch, {"counts": dict(counts)})]

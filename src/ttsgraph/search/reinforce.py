@@ -1,7 +1,7 @@
 """GPTSwarm-style REINFORCE: learnable edge, role and model logits trained by policy gradient.
 
 This is the numeric baseline Agent-REINFORCE replaces with an LLM (SPEC §3.2, §7 `OptimizedSwarm`).
-The distribution is the search space's `ProbGraph` over b worker slots, with free model logits:
+The distribution is a `prob_graph.ProbGraph` over b worker slots, with free model logits:
 one logit per potential edge, role logits and model logits per slot. Each ask samples a few
 graphs (each scored on a few items, so one ask spends one batch); the loss −mean(log p(G)·U) is
 minimized with Adam (lr 0.1). With no baseline by default (as the released code) or with a
@@ -15,37 +15,39 @@ valid and within budget. It costs one batch like any other ask, so comparisons s
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.graph import Graph, Node
-from ttsgraph.search.base import Evaluation, Optimizer, Proposal, register
-from ttsgraph.search.space import OUTPUT_ID, ProbGraph, SearchSpace, assign_roles
-
-_PARAMS = ("edge_logits", "role_logits", "model_logits")
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+from ttsgraph.search.base import Evaluation, Optimizer, OptimizerOptions, Proposal, register
+from ttsgraph.search.numeric import logit, sigmoid
+from ttsgraph.search.prob_graph import PARAM_NAMES, ProbGraph
+from ttsgraph.search.role_rules import assign_roles
+from ttsgraph.search.space import OUTPUT_ID, SearchSpace
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max())
-    return z / z.sum()
+def _flat(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([arrays[k].ravel() for k in PARAM_NAMES])
 
 
 def flat_params(dist: ProbGraph) -> np.ndarray:
-    return np.concatenate([getattr(dist, k).ravel() for k in _PARAMS])
+    """The distribution's parameters as one vector, in `PARAM_NAMES` order (what Adam steps)."""
+    return _flat(dist.params())
 
 
 def set_flat_params(dist: ProbGraph, vec: np.ndarray) -> None:
-    k = 0
-    for name in _PARAMS:
-        p = getattr(dist, name)
-        setattr(dist, name, np.asarray(vec[k:k + p.size], float).reshape(p.shape))
-        k += p.size
+    """Write a `flat_params`-shaped vector back into the distribution."""
+    shapes = {k: v.shape for k, v in dist.params().items()}
+    new, k = {}, 0
+    for name in PARAM_NAMES:
+        size = int(np.prod(shapes[name]))
+        new[name] = np.asarray(vec[k:k + size], float).reshape(shapes[name])
+        k += size
+    dist.set_params(new)
 
 
 class Adam:
@@ -97,17 +99,19 @@ def _reaches(edges: list[tuple[str, str]], u: str, target: str) -> bool:
 def realize(dist: ProbGraph, space: SearchSpace, rng: np.random.Generator, keep: float = 0.55,
             reconnect: float = 0.2, max_out_degree: int = 2) -> Graph:
     """SPEC §7's final graph from learnt probabilities: the most likely model per slot, greedily
-    within the node budget (most confident slots first); edges with p > `keep`, at most
+    within the node budget (most confident slots first); edges likelier than `keep`, at most
     `max_out_degree` per node; a node that does not reach the output is reconnected through its
-    likeliest edge with p ≥ `reconnect` to a node that does (else straight to the output); roles
-    drawn by the sampler's rule; repaired to the budget.
+    likeliest edge at least as likely as `reconnect` to a node that does (else straight to the
+    output); roles drawn by the sampler's rule; repaired to the budget.
 
-    p here is the learnt sigmoid(logit), without the sampler's sparsity shift: the shift is a prior
-    on fresh graphs, and with it no edge could pass 0.55 within a few Adam steps.
+    `keep` and `reconnect` are on the learnt scale, before the sampler's sparsity prior: an edge
+    passes `keep` when its `edge_prob` exceeds sigmoid(logit(keep) − shift). With the prior's
+    0.119 start no edge could pass 0.55 within a few Adam steps.
     """
     costs = space.unit_costs()
-    learnt = {e: float(_sigmoid(np.array(dist.edge_logits[i]))) for i, e in enumerate(dist.potential)}
-    mprob = [_softmax(row) for row in dist.model_logits]
+    keep_at, reconnect_at = (sigmoid(logit(t) - dist.shift) for t in (keep, reconnect))
+    probs = {e: dist.edge_prob(*e) for e in dist.potential}
+    mprob = dist.model_probs()
     models: dict[str, str] = {}
     left = space.node_budget
     for s in sorted(range(dist.k), key=lambda s: (-float(mprob[s].max()), s)):
@@ -128,53 +132,56 @@ def realize(dist: ProbGraph, space: SearchSpace, rng: np.random.Generator, keep:
         return True
 
     out_degree: dict[str, int] = {}
-    for (u, v), p in sorted(learnt.items(), key=lambda kv: -kv[1]):
-        if p <= keep or u not in models or (v != OUTPUT_ID and v not in models):
+    for (u, v), p in sorted(probs.items(), key=lambda kv: -kv[1]):
+        if p <= keep_at or u not in models or (v != OUTPUT_ID and v not in models):
             continue
         if out_degree.get(u, 0) < max_out_degree and add(u, v):
             out_degree[u] = out_degree.get(u, 0) + 1
     for u in present:
         if _reaches(edges, u, OUTPUT_ID):
             continue
-        targets = sorted(((learnt[(u, v)], v) for v in present + [OUTPUT_ID] if v != u), key=lambda t: -t[0])
-        if not any(p >= reconnect and _reaches(edges, v, OUTPUT_ID) and add(u, v) for p, v in targets):
+        targets = sorted(((probs[(u, v)], v) for v in present + [OUTPUT_ID] if v != u), key=lambda t: -t[0])
+        if not any(p >= reconnect_at and _reaches(edges, v, OUTPUT_ID) and add(u, v) for p, v in targets):
             add(u, OUTPUT_ID)
     nodes = [Node(i, models[i]) for i in present] + [Node(OUTPUT_ID, out_model)]
     graph, _ = Graph(nodes, edges, OUTPUT_ID).pruned()
-    graph, _ = assign_roles(graph, dist.role_logits, rng, dist.slot_of)
+    graph, _ = assign_roles(graph, rng, dist.fuser_prob)
     return space.repair(graph)[0]
 
 
 @register
 class Reinforce(Optimizer):
-    """`reinforce`: options `lr` (0.1), `samples` graphs per ask (default: batch, each on
-    batch // samples items), `baseline` ("none" | "moving-average"), `momentum` of the moving
-    average (0.9), `realize` (True: the last ask proposes the realized graph)."""
+    """`reinforce`: policy-gradient steps on a `ProbGraph` over the largest mix's worker slots."""
+
+    class Options(OptimizerOptions):
+        lr: float = Field(0.1, gt=0.0, description="Adam's learning rate")
+        samples: int | None = Field(None, ge=1, description="graphs per ask (default: batch), each on "
+                                                            "batch // samples items")
+        baseline: Literal["none", "moving-average"] = Field("none", description="subtracted from the utility")
+        momentum: float = Field(0.9, ge=0.0, lt=1.0, description="of the moving-average baseline")
+        realize: bool = Field(True, description="the last ask proposes the realized graph")
+
+        @field_validator("baseline", mode="before")
+        @classmethod
+        def _dashes(cls, value: Any) -> Any:
+            return value.replace("_", "-") if isinstance(value, str) else value
 
     name = "reinforce"
+    opts: Options
 
-    def __init__(self, space: SearchSpace, *, seed: int = 0, iterations: int = 10, batch: int = 3,
-                 **options: Any) -> None:
-        super().__init__(space, seed=seed, iterations=iterations, batch=batch, **options)
-        baseline = str(options.get("baseline", "none")).replace("_", "-")
-        if baseline not in ("none", "moving-average"):
-            raise TtsGraphError(f"reinforce: baseline must be 'none' or 'moving-average', got {baseline!r}")
-        self.baseline_kind = baseline
-        self.momentum = float(options.get("momentum", 0.9))
-        if not 0.0 <= self.momentum < 1.0:
-            raise TtsGraphError(f"reinforce: momentum must be in [0, 1), got {self.momentum}")
-        self.samples = max(1, min(int(options.get("samples", batch)), batch))
-        self.items_per_sample = max(1, batch // self.samples)
-        self.do_realize = bool(options.get("realize", True))
+    def __init__(self, space: SearchSpace, **kwargs: Any) -> None:  # seed, iterations, batch, context, options
+        super().__init__(space, **kwargs)
+        self.samples = max(1, min(self.opts.samples or self.batch, self.batch))
+        self.items_per_sample = max(1, self.batch // self.samples)
         self.dist = ProbGraph(space, slots=worker_slots(space))
-        self.adam = Adam(flat_params(self.dist).size, lr=float(options.get("lr", 0.1)))
+        self.adam = Adam(flat_params(self.dist).size, lr=self.opts.lr)
         self.baseline: float | None = None
         self.asks = 0
         self._pending: list[Graph | None] = []
 
     async def ask(self) -> list[Proposal]:
         self.asks += 1
-        if self.do_realize and self.iterations > 1 and self.asks == self.iterations:
+        if self.opts.realize and self.iterations > 1 and self.asks == self.iterations:
             self._pending = [None]
             return [Proposal(realize(self.dist, self.space, self.rng), self.batch, {"realized": True})]
         self._pending = []
@@ -194,15 +201,16 @@ class Reinforce(Optimizer):
         if not pairs:
             return  # the realized graph, or nothing scored: no gradient
         utils = np.array([e.utility for _, e in pairs], float)
-        base = self.baseline if (self.baseline_kind == "moving-average" and self.baseline is not None) else 0.0
-        if self.baseline_kind == "moving-average":
+        moving = self.opts.baseline == "moving-average"
+        base = self.baseline if (moving and self.baseline is not None) else 0.0
+        if moving:
             mean = float(utils.mean())
-            self.baseline = mean if self.baseline is None else self.momentum * self.baseline + (1 - self.momentum) * mean
+            m = self.opts.momentum
+            self.baseline = mean if self.baseline is None else m * self.baseline + (1 - m) * mean
         # loss = −mean((U − b)·log p(G))  ⇒  ∇loss = −mean((U − b)·∇log p(G))
         grads = []
         for (graph, _), u in zip(pairs, utils):
-            score = self.dist.score_function(graph)
-            grads.append((u - base) * np.concatenate([score[k].ravel() for k in _PARAMS]))
+            grads.append((u - base) * _flat(self.dist.score_function(graph)))
         grad = -np.mean(grads, axis=0)
         if np.any(grad):
             set_flat_params(self.dist, self.adam.step(flat_params(self.dist), grad))
@@ -213,8 +221,8 @@ class Reinforce(Optimizer):
                       "baseline": self.baseline, "asks": self.asks})
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Evaluation] = ()) -> None:
+        super().load_state_dict(state, history)
         self.dist.load_state_dict(state["dist"])
         self.adam.load_state_dict(state["adam"])
         self.baseline = state.get("baseline")

@@ -6,41 +6,48 @@ at random (as the released code does); TPE then searches one binary variable per
 per worker. Each ask is one trial scored on one batch of items.
 
 Resuming must give exactly what an uninterrupted run gives, but an Optuna sampler's internal RNG
-cannot be saved. So each ask builds a fresh in-memory study from the stored trials with a sampler
-seeded from (seed, number of trials): the proposal is a pure function of the seed and the
-history, which is exactly what the state holds.
+cannot be saved. So each ask builds a fresh in-memory study from the trials told so far with a
+sampler seeded from (seed, number of trials): the proposal is a pure function of the seed and the
+history. The history is not part of the state (it would grow every iteration): each proposal
+carries its variables in its meta (`params`), the study stores that meta with the trial, and
+`load_state_dict` rebuilds the trials from the evaluations the study hands back.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
 
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.graph import Graph, Node
-from ttsgraph.search.base import Evaluation, Optimizer, Proposal, register
-from ttsgraph.search.space import fix_roles
+from ttsgraph.search.base import Evaluation, Optimizer, OptimizerOptions, Proposal, register
+from ttsgraph.search.role_rules import fix_roles
+from ttsgraph.search.space import OUTPUT_ID as OUT
 
-OUT = "out"
+if TYPE_CHECKING:
+    from ttsgraph.search.space import SearchSpace
 
 
 @register
 class TPE(Optimizer):
-    """`tpe`: options `n_startup` (random trials before TPE models the history; default 3),
-    `multivariate` (False)."""
+    """`tpe`: one fixed mix and placement; TPE searches the edges and roles."""
+
+    class Options(OptimizerOptions):
+        n_startup: int = Field(3, ge=0, description="random trials before TPE models the history")
+        multivariate: bool = Field(False, description="Optuna's multivariate TPE")
 
     name = "tpe"
+    opts: Options
 
-    def __init__(self, space: Any, *, seed: int = 0, iterations: int = 10, batch: int = 3, **options: Any) -> None:
-        super().__init__(space, seed=seed, iterations=iterations, batch=batch, **options)
+    def __init__(self, space: SearchSpace, **kwargs: Any) -> None:  # seed, iterations, batch, context, options
+        super().__init__(space, **kwargs)
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         logging.getLogger("optuna").setLevel(logging.WARNING)
-        self.n_startup = int(options.get("n_startup", 3))
-        self.multivariate = bool(options.get("multivariate", False))
-        if self.n_startup < 0:
-            raise TtsGraphError(f"tpe: n_startup must be >= 0, got {self.n_startup}")
         combos = space.combos()
         if not combos:
             raise TtsGraphError("tpe: the budget admits no model mix")
@@ -77,8 +84,8 @@ class TPE(Optimizer):
         from optuna.distributions import CategoricalDistribution
 
         sampler = optuna.samplers.TPESampler(
-            seed=(self.seed * 1_000_003 + len(self.trials)) % (2**32), n_startup_trials=self.n_startup,
-            multivariate=self.multivariate,
+            seed=(self.seed * 1_000_003 + len(self.trials)) % (2**32), n_startup_trials=self.opts.n_startup,
+            multivariate=self.opts.multivariate,
         )
         study = optuna.create_study(direction="maximize", sampler=sampler)
         dist = CategoricalDistribution([0, 1])
@@ -93,25 +100,32 @@ class TPE(Optimizer):
     async def ask(self) -> list[Proposal]:
         params = self._suggest()
         self._pending = [params]
-        return [Proposal(self._graph(params), self.batch, {"counts": self.counts, "trial": len(self.trials)})]
+        meta = {"counts": self.counts, "trial": len(self.trials), "params": params}
+        return [Proposal(self._graph(params), self.batch, meta)]
 
     def tell(self, evaluations: list[Evaluation]) -> None:
         super().tell(evaluations)
         for params, e in zip(self._pending, evaluations):
-            if e.scored > 0:  # an all-errors trial says nothing about the parameters
-                self.trials.append({"params": params, "value": float(e.utility)})
+            self._learn(params, e)
         self._pending = []
+
+    def _learn(self, params: dict[str, int], e: Evaluation) -> None:
+        if e.scored > 0:  # an all-errors trial says nothing about the parameters
+            self.trials.append({"params": params, "value": float(e.utility)})
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update({"trials": self.trials, "models": self.models, "output_model": self.output_model,
-                      "counts": self.counts})
+        state.update({"models": self.models, "output_model": self.output_model, "counts": self.counts})
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.trials = list(state.get("trials", []))
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Evaluation] = ()) -> None:
+        super().load_state_dict(state, history)
         self.models = list(state["models"])
         self.output_model = state["output_model"]
         self.counts = dict(state["counts"])
+        self.trials = []
+        for e in self.history:
+            if e.scored > 0 and "params" not in e.meta:
+                raise TtsGraphError(f"tpe: trial {e.trial} has no 'params' in its meta, so it cannot be resumed")
+            self._learn(dict(e.meta.get("params", {})), e)
         self._pending = []
