@@ -216,6 +216,7 @@ class Crash(Exception):
 
 def _study(name: str, run_dir: Any, resume: bool = False, crash_at: tuple[int, int] | None = None) -> Any:
     from ttsgraph.store import RunStore
+    from ttsgraph.evaluator import LocalEvaluator
     from ttsgraph.study import Study
 
     task = ArithmeticTask(seed=2, size=30)
@@ -243,7 +244,8 @@ def _study(name: str, run_dir: Any, resume: bool = False, crash_at: tuple[int, i
             raise Crash()
 
     with store:
-        study = Study(store, task, pool, space, opt, backend, iterations=ITERATIONS, batch=BATCH, seed=4, test_limit=0)
+        study = Study(store, task, pool, space, opt, LocalEvaluator(backend, pool, task), iterations=ITERATIONS,
+                      batch=BATCH, seed=4, test_limit=0)
         result = asyncio.run(study.run(progress=progress))
         trials = [(t.iteration, t.position, t.graph_hash, tuple(t.item_ids), t.correct) for t in store.trials("search")]
     return result, trials

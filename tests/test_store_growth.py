@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ttsgraph.cost import Budget
+from ttsgraph.evaluator import LocalEvaluator
 from ttsgraph.llm.base import Message
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.models import load_pool
@@ -46,7 +47,8 @@ def state_sizes(name: str, run_dir: Path) -> list[int]:
     opt = get_optimizer(name)(space, seed=0, iterations=ITERATIONS, batch=BATCH,
                               context=SearchContext(backend=backend, task=task))
     with RunStore.create(run_dir) as store:
-        study = Study(store, task, pool, space, opt, backend, iterations=ITERATIONS, batch=BATCH, seed=0, test_limit=0)
+        study = Study(store, task, pool, space, opt, LocalEvaluator(backend, pool, task), iterations=ITERATIONS,
+                      batch=BATCH, seed=0, test_limit=0)
         asyncio.run(study.run())
         rows = store.db.execute("SELECT iteration, length(state_json) FROM optimizer_state ORDER BY id").fetchall()
     assert [r[0] for r in rows] == list(range(ITERATIONS))
