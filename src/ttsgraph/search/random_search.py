@@ -9,17 +9,12 @@ random proposals at the same evaluation budget has learnt nothing either.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
 from ttsgraph.search.base import Optimizer, OptimizerOptions, Proposal, register
-
-if TYPE_CHECKING:
-    from ttsgraph.search.space import SearchSpace
-
-# sigmoid(-2): the initial edge density of the GPTSwarm sampler at temperature 1 (SPEC §3.2).
-DEFAULT_EDGE_P = 0.119
+from ttsgraph.search.space import DEFAULT_EDGE_P, SearchSpace
 
 
 @register

@@ -32,6 +32,9 @@ from ttsgraph.models import ModelPool
 from ttsgraph.search.role_rules import assign_roles, fix_roles
 
 OUTPUT_ID = "out"
+DEFAULT_EDGE_P = 0.119
+"""sigmoid(−2): the GPTSwarm sampler's initial edge density at temperature 1 (SPEC §3.2), which
+random graphs use too."""
 MAX_NODE_BUDGET = 256
 _POOL_OUTPUT: Any = object()  # sentinel: "the pool's output model" (None means "searched")
 
@@ -173,7 +176,7 @@ class SearchSpace:
             g = fix_roles(g)
         return g, removed
 
-    def random_graph(self, counts: Mapping[str, int], rng: np.random.Generator, edge_p: float = 0.119,
+    def random_graph(self, counts: Mapping[str, int], rng: np.random.Generator, edge_p: float = DEFAULT_EDGE_P,
                      output_model: str | None = None) -> Graph:
         """A random graph with exactly these worker model counts (before any budget repair).
 
@@ -237,4 +240,4 @@ def counts_of(graph: Graph) -> dict[str, int]:
     return dict(Counter(n.model for n in graph.nodes if n.id != graph.output))
 
 
-__all__ = ["SearchSpace", "OUTPUT_ID", "worker_id", "counts_of"]
+__all__ = ["SearchSpace", "OUTPUT_ID", "DEFAULT_EDGE_P", "worker_id", "counts_of"]
