@@ -198,6 +198,28 @@ def test_state_round_trips_and_resume_continues_identically(name: str, split: in
     assert signature(head) + signature(tail) == whole
 
 
+def _leaves(obj: Any) -> int:
+    """How many numbers and strings a JSON value holds (its size, whatever their digits)."""
+    if isinstance(obj, dict):
+        return sum(_leaves(v) for v in obj.values())
+    if isinstance(obj, list):
+        return sum(_leaves(v) for v in obj)
+    return 1
+
+
+def test_the_state_does_not_grow_with_the_iterations(name: str) -> None:
+    """The study stores the state after every iteration: a state that grew with the history would
+    make the store grow quadratically (issue 10). Asked three times as long, the state holds no
+    more values than it ever did in the first run's length."""
+    space = paper_space()
+    opt = make(name, space, seed=7)
+    sizes = []
+    for k in range(3 * ITERATIONS):
+        drive(opt, space, 1, trial0=100 * k)
+        sizes.append(_leaves(json.loads(json.dumps(opt.state_dict()))))
+    assert max(sizes[ITERATIONS:]) <= max(sizes[:ITERATIONS]), sizes
+
+
 def test_agent_seconds_is_a_non_negative_number(name: str) -> None:
     space = paper_space()
     opt = make(name, space, seed=2)
@@ -215,8 +237,8 @@ class Crash(Exception):
 
 
 def _study(name: str, run_dir: Any, resume: bool = False, crash_at: tuple[int, int] | None = None) -> Any:
-    from ttsgraph.store import RunStore
     from ttsgraph.evaluator import LocalEvaluator
+    from ttsgraph.store import RunStore
     from ttsgraph.study import Study
 
     task = ArithmeticTask(seed=2, size=30)

@@ -39,4 +39,4 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-__all__ = ["sigmoid", "logit", "softmax"]
+__all__ = ["logit", "sigmoid", "softmax"]

@@ -329,4 +329,4 @@ class ProbGraph:
         self._shift = float(state.get("shift", self._shift))
 
 
-__all__ = ["ProbGraph", "PARAM_NAMES", "PROB_EPS"]
+__all__ = ["PARAM_NAMES", "PROB_EPS", "ProbGraph"]

@@ -77,4 +77,4 @@ def assign_roles(graph: Graph, rng: np.random.Generator,
     return with_roles(graph, roles), logp
 
 
-__all__ = ["FUSER_PRIOR", "fix_roles", "with_roles", "forced_role", "fuser_probability", "assign_roles"]
+__all__ = ["FUSER_PRIOR", "assign_roles", "fix_roles", "forced_role", "fuser_probability", "with_roles"]

@@ -240,4 +240,4 @@ def counts_of(graph: Graph) -> dict[str, int]:
     return dict(Counter(n.model for n in graph.nodes if n.id != graph.output))
 
 
-__all__ = ["SearchSpace", "OUTPUT_ID", "DEFAULT_EDGE_P", "worker_id", "counts_of"]
+__all__ = ["DEFAULT_EDGE_P", "OUTPUT_ID", "SearchSpace", "counts_of", "worker_id"]
