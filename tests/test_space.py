@@ -347,6 +347,8 @@ def test_a_bad_table_entry_names_it_and_writes_nothing(paper):
         pg.set_fuser_table({"n1": 0.9, "n7": 0.9})
     with pytest.raises(GraphError, match="fuser n1: probability nan"):
         pg.set_fuser_table({"n1": float("nan")})
+    with pytest.raises(GraphError, match="n1 -> n2: probability 'high'"):
+        pg.set_edge_table({("n1", "n2"): "high"})
     after = pg.params()
     assert all(np.array_equal(before[k], after[k]) for k in before)
 

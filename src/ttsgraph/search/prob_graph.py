@@ -44,11 +44,15 @@ certain 0 or 1 would be an infinite logit, which no gradient step could move aga
 PARAM_NAMES = ("edge_logits", "role_logits", "model_logits")
 
 
-def _clip(p: float, low: float, high: float, what: str, key: Any) -> float:
-    p = float(p)
+def _clip(value: Any, low: float, high: float, what: str, key: Any) -> float:
+    """A written probability, checked to be in [0, 1] and clipped to [low, high]."""
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        p = math.nan
     if math.isnan(p) or not 0.0 <= p <= 1.0:
         where = {"edge": key} if isinstance(key, tuple) else {"node": str(key)}
-        raise GraphError(f"{what}: probability {p} is not in [0, 1]", **where)
+        raise GraphError(f"{what}: probability {value!r} is not in [0, 1]", **where)
     return min(max(p, low), high)
 
 
