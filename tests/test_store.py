@@ -120,3 +120,39 @@ def test_schema_has_the_documented_columns(tmp_path):
     db = sqlite3.connect(tmp_path / "r" / "run.sqlite")
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"config", "trials", "item_results", "optimizer_state", "agent_log", "test_results"} <= tables
+
+
+def test_candidate_is_a_column_written_from_the_evaluation(tmp_path):
+    probe = _evaluation()
+    probe.candidate = False
+    with RunStore.create(tmp_path / "r") as store:
+        store.add_trial(probe, iteration=0, optimizer="agent-reinforce", seed=0)
+        store.add_trial(_evaluation(), iteration=1, optimizer="agent-reinforce", seed=0)
+        assert [t.candidate for t in store.trials()] == [False, True]
+        rows = store.db.execute("SELECT candidate FROM trials ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == [0, 1]
+    assert not (tmp_path / "r" / "traces").exists()  # no empty directory beside the store
+
+
+def _schema_1_store(path):
+    """A store as version 1 wrote it: no candidate column, the flag in the proposal meta."""
+    probe = _evaluation()
+    probe.meta = {**probe.meta, "candidate": False}
+    with RunStore.create(path) as store:
+        store.add_trial(probe, iteration=0, optimizer="agent-reinforce", seed=0)
+        store.add_trial(_evaluation(), iteration=1, optimizer="agent-reinforce", seed=0)
+        store.set_config("schema_version", 1)
+        store.db.execute("ALTER TABLE trials DROP COLUMN candidate")
+
+
+def test_an_older_store_gets_the_column_from_the_meta(tmp_path):
+    _schema_1_store(tmp_path / "r")
+    with RunStore.open(tmp_path / "r", readonly=True) as reader:  # a reader derives it, changes nothing
+        assert [t.candidate for t in reader.trials()] == [False, True]
+        assert "candidate" not in {r[1] for r in reader.db.execute("PRAGMA table_info(trials)")}
+    with RunStore.open(tmp_path / "r") as store:  # a writer adds and fills the column
+        rows = store.db.execute("SELECT candidate FROM trials ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == [0, 1]
+        assert store.get_config("schema_version") == 2
+        store.add_trial(_evaluation(), iteration=2, optimizer="agent-reinforce", seed=0)
+        assert [t.candidate for t in store.trials()] == [False, True, True]

@@ -19,7 +19,6 @@ from ttsgraph.models import load_pool
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal
 from ttsgraph.search.space import SearchSpace
 from ttsgraph.store import RunStore
-from ttsgraph.pareto import pareto_indices
 from ttsgraph.study import ItemStream, Study
 from ttsgraph.tasks import load_task
 
@@ -178,13 +177,13 @@ def test_select_best_pools_items_and_breaks_ties_by_units(tmp_path, pool, task):
 
 
 class ProbeThenBatch(ScriptOpt):
-    """First ask: a one-item screening probe (meta candidate=False), then real batches of another graph."""
+    """First ask: a one-item screening probe (candidate=False), then real batches of another graph."""
 
     name = "test-probe"
 
     async def ask(self) -> list[Proposal]:
         if not self.history:
-            return [Proposal(self.graphs[0], 1, {"candidate": False})]
+            return [Proposal(self.graphs[0], 1, candidate=False)]
         return [Proposal(self.graphs[1], self.batch)]
 
 
@@ -206,9 +205,15 @@ def test_screening_probes_are_never_selected(tmp_path, pool, task):
     probe_trial = study.store.trials()[0]
     shown = [e["best_accuracy"] for e in events if e.get("kind") == "trial"]  # what the live display shows
     assert shown[0] is None and set(shown[1:]) == {0.0} and len(shown) >= 3
-    assert probe_trial.accuracy == 1.0 and probe_trial.meta.get("candidate") is False
+    assert probe_trial.accuracy == 1.0 and probe_trial.candidate is False
+    assert all(t.candidate for t in study.store.trials()[1:])
     assert result.best.graph.canonical_hash() != probe_trial.graph_hash  # 0% on batches beats 1/1 on a probe
     assert result.best.graph.canonical_hash() == study.store.trials()[-1].graph_hash
+    # the decision is recorded in the store for the report, with the errors beside the accuracy
+    recorded = study.store.get_config("selection")
+    assert recorded["graph_hash"] == result.best.graph.canonical_hash() and recorded["rule"] == "best"
+    assert recorded["trial"] == result.best_trial and recorded["accuracy"] == result.search_accuracy == 0.0
+    assert recorded["items"] == result.search_items == 5 and recorded["errors"] == 0  # 6 items, 1 probed
 
 
 def test_select_last_returns_the_last_trial(tmp_path, pool, task):
@@ -244,10 +249,13 @@ def test_accuracy_latency_objective(tmp_path, pool, task):
     assert result.best.graph.node("out").model == SMOL and len(result.best.graph.nodes) == 2
 
 
-def test_pareto_selection():
-    pts = [(0.5, 3.0, 1.0), (0.5, 2.0, 1.0), (0.8, 5.0, 2.0), (0.4, 1.0, 0.5), (0.3, 4.0, 3.0)]
-    cands = [{"accuracy": a, "units": u, "latency": lat} for a, u, lat in pts]  # the study's candidate rows
-    assert pareto_indices(cands, maximize=("accuracy",), minimize=("units", "latency")) == [1, 2, 3]
+def test_pareto_selection_is_recorded_with_its_front(tmp_path, pool, task):
+    graphs = [parallel(2, GEMMA, SMOL), chain(2, SMOL), parallel(1, GEMMA, SMOL)]
+    study = make_study(tmp_path, pool, task, graphs, iterations=5, batch=2, select="pareto", test_limit=0)
+    result = run(study)
+    recorded = study.store.get_config("selection")
+    assert recorded["rule"] == "pareto" and recorded["pareto"] == result.pareto and result.pareto
+    assert result.best_trial in result.pareto
 
 
 def test_bad_settings(tmp_path, pool, task):

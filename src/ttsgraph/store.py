@@ -8,6 +8,8 @@ file while a search is still writing it. Only one process may write a run at a t
 takes an exclusive lock file (`RUN/.lock`) when opened for writing.
 
 Reports (issue 7) read only this file, so the schema below is an interface (see DEVELOPERS.md).
+The study records its decision in it too (config key `selection`, `ttsgraph.selection.Selection`),
+so a report shows what the study chose instead of deciding again.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import Any
 
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.graph import Graph
+from ttsgraph.jsonutil import to_jsonable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: trials.candidate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,6 +52,7 @@ CREATE TABLE IF NOT EXISTS trials (
     meta_json TEXT NOT NULL,
     eval_seconds REAL NOT NULL DEFAULT 0,
     created REAL NOT NULL,
+    candidate INTEGER NOT NULL DEFAULT 1,
     UNIQUE (kind, iteration, position)
 );
 CREATE TABLE IF NOT EXISTS item_results (
@@ -110,6 +114,7 @@ class TrialRecord:
     meta: dict[str, Any]
     eval_seconds: float
     created: float
+    candidate: bool = True  # False: a screening probe, never what a selection returns (ttsgraph.selection)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "graph"}
@@ -118,17 +123,7 @@ class TrialRecord:
 
 
 def _json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_default)
-
-
-def _default(o: Any) -> Any:
-    if hasattr(o, "to_dict"):
-        return o.to_dict()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    if hasattr(o, "item"):  # numpy scalars
-        return o.item()
-    return str(o)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=to_jsonable)
 
 
 class RunStore:
@@ -145,7 +140,6 @@ class RunStore:
         if _create:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
-                (self.path / "traces").mkdir(exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"{self.path}: cannot create run directory: {exc.strerror}") from None
         elif not self.db_path.exists():
@@ -160,6 +154,7 @@ class RunStore:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(_SCHEMA)
+                self._migrate()
         except sqlite3.Error as exc:
             self.close()
             raise StoreError(f"{self.db_path}: {exc}") from None
@@ -178,6 +173,28 @@ class RunStore:
     @classmethod
     def open(cls, path: str | Path, *, readonly: bool = False) -> RunStore:
         return cls(path, readonly=readonly)
+
+    def _columns(self) -> set[str]:
+        return {r[1] for r in self.db.execute("PRAGMA table_info(trials)")}
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older version up to this schema (writers only; a read-only
+        reader of an old store derives the missing columns instead, see `_trial`)."""
+        if "candidate" in self._columns():
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("ALTER TABLE trials ADD COLUMN candidate INTEGER NOT NULL DEFAULT 1")
+            for row in self.db.execute("SELECT id, meta_json FROM trials").fetchall():
+                if not _meta_candidate(json.loads(row["meta_json"])):
+                    self.db.execute("UPDATE trials SET candidate = 0 WHERE id = ?", (row["id"],))
+            self.db.execute("INSERT OR REPLACE INTO config(key, value) VALUES ('schema_version', ?)",
+                            (_json(SCHEMA_VERSION),))
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     def _lock(self) -> None:
         lock_path = self.path / ".lock"
@@ -235,12 +252,13 @@ class RunStore:
             cur = self._write(
                 "INSERT INTO trials(iteration, position, kind, optimizer, seed, graph_json, graph_hash, planned_units, "
                 "measured_units, accuracy, utility, correct, scored, errors, latency_mean, item_ids_json, meta_json, "
-                "eval_seconds, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "eval_seconds, created, candidate) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (iteration, position, kind, optimizer, seed, _json(graph.to_dict()), graph.canonical_hash(),
                  float(evaluation.planned_units), _opt(evaluation.measured_units), float(evaluation.accuracy),
                  float(evaluation.utility), int(evaluation.correct), int(evaluation.scored), int(evaluation.errors),
                  _opt(evaluation.latency), _json(list(evaluation.item_ids)),
-                 _json({**evaluation.meta, "feedback": evaluation.feedback}), float(eval_seconds), time.time()),
+                 _json({**evaluation.meta, "feedback": evaluation.feedback}), float(eval_seconds), time.time(),
+                 int(bool(evaluation.candidate))),
             )
             trial_id = int(cur.lastrowid or 0)
             for r in results:
@@ -276,13 +294,15 @@ class RunStore:
 
     @staticmethod
     def _trial(r: sqlite3.Row) -> TrialRecord:
+        meta = json.loads(r["meta_json"])
+        candidate = bool(r["candidate"]) if "candidate" in r.keys() else _meta_candidate(meta)
         return TrialRecord(
             id=r["id"], iteration=r["iteration"], position=r["position"], kind=r["kind"], optimizer=r["optimizer"],
             seed=r["seed"], graph=Graph.from_dict(json.loads(r["graph_json"])), graph_hash=r["graph_hash"],
             planned_units=r["planned_units"], measured_units=r["measured_units"], accuracy=r["accuracy"],
             utility=r["utility"], correct=r["correct"], scored=r["scored"], errors=r["errors"],
-            latency_mean=r["latency_mean"], item_ids=json.loads(r["item_ids_json"]), meta=json.loads(r["meta_json"]),
-            eval_seconds=r["eval_seconds"], created=r["created"],
+            latency_mean=r["latency_mean"], item_ids=json.loads(r["item_ids_json"]), meta=meta,
+            eval_seconds=r["eval_seconds"], created=r["created"], candidate=candidate,
         )
 
     def item_results(self, trial_id: int) -> list[dict[str, Any]]:
@@ -355,6 +375,11 @@ class RunStore:
     def test_results(self) -> list[dict[str, Any]]:
         return [{"graph_hash": r["graph_hash"], "split": r["split"], "summary": json.loads(r["summary_json"])}
                 for r in self.db.execute("SELECT * FROM test_results ORDER BY created")]
+
+
+def _meta_candidate(meta: dict[str, Any]) -> bool:
+    """Where stores of schema 1 kept the flag: the proposal meta's `candidate` key."""
+    return meta.get("candidate", True) is not False
 
 
 def _opt(x: Any) -> float | None:

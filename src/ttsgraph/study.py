@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ttsgraph import selection
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.evaluator import Evaluator, evaluate_one
 from ttsgraph.executor import EvalSummary, ItemResult, summarize
@@ -33,7 +34,6 @@ from ttsgraph.graph import Graph
 from ttsgraph.graph_io import save_graph
 from ttsgraph.llm.base import SamplingParams
 from ttsgraph.models import ModelPool
-from ttsgraph.pareto import pareto_indices
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal
 from ttsgraph.search.role_rules import fix_roles
 from ttsgraph.search.space import SearchSpace
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ttsgraph.runtime import Runtime
 
 OBJECTIVES = ("accuracy", "accuracy-latency")
-SELECTIONS = ("best", "last", "pareto")
+SELECTIONS = selection.RULES
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -341,83 +341,55 @@ class Study:
         return await self._finish()
 
     # ----- selection and the final test ------------------------------------------------------
-    def _candidates(self, trials: list[TrialRecord]) -> list[dict[str, Any]]:
-        """Trials grouped by graph: pooled accuracy over every item each graph was scored on.
+    def _score_of(self, g: selection.GraphScore) -> float:
+        """The objective's utility of a pooled graph (what `selection.rank` orders by)."""
+        return g.accuracy if self.objective == "accuracy" else self._utility(g.accuracy, g.latency or 0.0)
 
-        A graph only ever scored as a screening probe (proposal meta `candidate: False`, e.g.
-        Agent-REINFORCE's one-item pretest) is not a candidate: 1/1 on one item would outrank
-        every graph scored on a real batch."""
-        groups: dict[str, dict[str, Any]] = {}
-        for t in trials:
-            g = groups.setdefault(t.graph_hash, {"hash": t.graph_hash, "trial": t.id, "graph": t.graph,
-                                                 "correct": 0, "scored": 0, "lat_sum": 0.0, "units": t.planned_units,
-                                                 "first": t.id, "candidate": False})
-            g["candidate"] = g["candidate"] or t.meta.get("candidate", True) is not False
-            g["correct"] += t.correct
-            g["scored"] += t.scored
-            g["lat_sum"] += (t.latency_mean or 0.0) * t.scored
-        for g in groups.values():
-            g["accuracy"] = g["correct"] / g["scored"] if g["scored"] else 0.0
-            g["latency"] = g["lat_sum"] / g["scored"] if g["scored"] else 0.0
-        cands = [g for g in groups.values() if g["candidate"]] or list(groups.values())
-        return [g for g in cands if g["scored"]] or cands
-
-    def _rank(self, c: dict[str, Any]) -> tuple[float, float, int]:
-        score = c["accuracy"] if self.objective == "accuracy" else self._utility(c["accuracy"], c["latency"])
-        return (-score, c["units"], c["first"])
-
-    async def _race(self, cands: list[dict[str, Any]]) -> None:
+    async def _race(self, cands: list[selection.GraphScore]) -> None:
         """Re-score the top `race` candidates on fresh search items (stored as kind "race")."""
         done = {(t.iteration, t.position) for t in self.store.trials("race")}
         cursor = sum(len(t.item_ids) for t in self.store.trials())
-        top = sorted(cands, key=self._rank)[: self.race]
+        top = selection.rank(cands, self._score_of)[: self.race]
         for k, c in enumerate(top):
             if (0, k) in done:
                 continue
             items = self.stream.take(cursor, self.race_items)
-            results, seconds = await self._score(c["graph"], items, f"racing {k + 1}/{len(top)}")
+            results, seconds = await self._score(c.graph, items, f"racing {k + 1}/{len(top)}")
             calls, hits = _calls(results)
-            ev = self._evaluation(0, c["graph"], results, {"race_of": c["trial"],
-                                                           "study": {"backend_calls": calls, "cache_hits": hits}})
+            ev = self._evaluation(0, c.graph, results, {"race_of": c.trial,
+                                                        "study": {"backend_calls": calls, "cache_hits": hits}})
             self.store.add_trial(ev, iteration=0, optimizer=self.optimizer.name, seed=self.seed, results=results,
                                  position=k, kind="race", eval_seconds=seconds)
             self._eval_seconds += seconds
             cursor += len(items)
 
     async def _finish(self) -> StudyResult:
+        """Race if asked, let `ttsgraph.selection` choose, record the decision in the store (config
+        `selection`, which the report reads), write best_graph.json, score the test split."""
         search = self.store.trials("search")
         if not search:
             raise TtsGraphError("the study scored no trial: nothing to select")
-        pareto: list[int] = []
-        if self.select == "last":
-            last = search[-1]
-            chosen = {"trial": last.id, "graph": last.graph, "accuracy": last.accuracy, "scored": last.scored}
-        else:
-            if self.race > 0:
-                await self._race(self._candidates(search))
-            cands = self._candidates(self.store.trials())
-            if self.select == "pareto":
-                front = pareto_indices(cands, maximize=("accuracy",), minimize=("units", "latency"))
-                pareto = sorted(cands[i]["trial"] for i in front)
-                cands = [cands[i] for i in front]
-            chosen = min(cands, key=self._rank)
-        record = self.store.trial(chosen["trial"])
+        if self.race > 0 and self.select != "last":
+            await self._race(selection.candidates(search))
+        chosen = selection.choose(self.store.trials(), self.select, self._score_of)
+        self.store.set_config(selection.CONFIG_KEY, chosen.to_dict())
+        record = self.store.trial(chosen.trial)
         best = self._from_record(record)
-        best.accuracy = chosen["accuracy"]
+        best.accuracy = chosen.accuracy
         run_dir = self.store.path
-        save_graph(chosen["graph"], run_dir / "best_graph.json",
-                   extra={"search_accuracy": chosen["accuracy"], "trial": chosen["trial"],
+        save_graph(record.graph, run_dir / "best_graph.json",
+                   extra={"search_accuracy": chosen.accuracy, "trial": chosen.trial,
                           "optimizer": self.optimizer.name, "task": self.task.name,
                           "budget_units": self.space.budget.units})
-        test = await self._test(chosen["graph"])
+        test = await self._test(record.graph)
         all_trials = self.store.trials()
-        self._emit(kind="done", best_accuracy=chosen["accuracy"], test_accuracy=test.accuracy if test else None)
+        self._emit(kind="done", best_accuracy=chosen.accuracy, test_accuracy=test.accuracy if test else None)
         return StudyResult(
-            best=best, best_trial=chosen["trial"], test=test,
+            best=best, best_trial=chosen.trial, test=test,
             evaluations=sum(len(t.item_ids) for t in all_trials),
             backend_calls=self._calls, cache_hits=self._hits, eval_seconds=self._eval_seconds,
             agent_seconds=float(self.optimizer.agent_seconds()), trials=len(search), run_dir=run_dir,
-            search_accuracy=chosen["accuracy"], search_items=int(chosen["scored"]), pareto=pareto,
+            search_accuracy=chosen.accuracy, search_items=chosen.items, pareto=chosen.pareto,
         )
 
     async def _test(self, graph: Graph) -> EvalSummary | None:
