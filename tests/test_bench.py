@@ -15,16 +15,14 @@ from typer.testing import CliRunner
 from ttsgraph.benchmark import (
     BenchConfig,
     BenchRow,
+    RunOutcome,
     aggregate,
-    best_so_far_curve,
     compare,
     load_result,
-    majority_vote,
     plot_curves,
     run_bench,
     run_self_consistency,
     self_consistency_samples,
-    RunOutcome,
 )
 from ttsgraph.cli import app
 from ttsgraph.cost import Budget
@@ -33,8 +31,10 @@ from ttsgraph.llm.cache import CachedBackend
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.models import load_pool
 from ttsgraph.search import agent_prompts as P
+from ttsgraph.search.base import Optimizer, OptimizerOptions
 from ttsgraph.search.space import SearchSpace
 from ttsgraph.tasks.arithmetic import ArithmeticTask
+from ttsgraph.vote import majority_vote
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_optimizer_contract import echo_agent  # noqa: E402  (the contract's scripted agent)
@@ -131,10 +131,6 @@ def test_self_consistency_item_errors_only_when_every_sample_fails(task: Arithme
 
 
 # ---- aggregation ---------------------------------------------------------------------------------
-
-def test_best_so_far_curve_counts_evaluations() -> None:
-    assert best_so_far_curve([(3, 0.33), (3, 0.0), (1, 1.0), (3, 0.67)]) == [(3, 0.33), (6, 0.33), (7, 1.0), (10, 1.0)]
-
 
 def _run(seed: int, correct: list[bool]) -> RunOutcome:
     return RunOutcome("x", seed, "", {"nodes": []}, 0.5, correct, 0, 2.0, 6, 10, 2, 1.0, 0.5, 0.0, [(3, 0.5)])
@@ -235,18 +231,52 @@ def test_cli_rejects_two_budgets(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "not both" in res.output
 
 
-def test_optimizer_options_reach_one_optimizer_or_all() -> None:
-    from ttsgraph.benchmark import optimizer_options
+class _Numeric(Optimizer):
+    name = "test-numeric"
+
+    class Options(OptimizerOptions):
+        edge_p: float = 0.119
+        lr: float = 0.1
+
+    async def ask(self) -> list:  # never asked: these tests only build options
+        return []
+
+
+class _Agentic(_Numeric):
+    name = "test-agentic"
+
+    class Options(OptimizerOptions):
+        agent: str | None = None
+        agent_max_tokens: int | None = None
+        lr: float = 0.1
+
+
+@pytest.fixture
+def test_optimizers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ttsgraph.search.base import OPTIMIZERS, get_optimizer
+
+    get_optimizer("random")  # load the built-in ones first
+    monkeypatch.setitem(OPTIMIZERS, _Numeric.name, _Numeric)
+    monkeypatch.setitem(OPTIMIZERS, _Agentic.name, _Agentic)
+
+
+def test_optimizer_options_reach_one_optimizer_or_every_one_that_has_them(test_optimizers: None) -> None:
+    from ttsgraph.benchmark import check_config, optimizer_options
     from ttsgraph.cli.bench import parse_optimizer_options
     from ttsgraph.errors import TtsGraphError
 
-    opts = parse_optimizer_options(["reinforce:baseline=moving-average", "reinforce:lr=0.05", "edge_p=0.2"])
-    assert opts == {"reinforce": {"baseline": "moving-average", "lr": 0.05}, "*": {"edge_p": 0.2}}
-    config = BenchConfig(optimizers=("reinforce", "random"), optimizer_options=opts)
-    t = ArithmeticTask(seed=1, size=10)
-    assert optimizer_options("reinforce", ScriptedBackend([]), SMOL, config, t) == {
-        "edge_p": 0.2, "baseline": "moving-average", "lr": 0.05}
-    assert optimizer_options("random", ScriptedBackend([]), SMOL, config, t) == {"edge_p": 0.2}
+    opts = parse_optimizer_options(["test-numeric:lr=0.05", "edge_p=0.2", "lr=0.3"])
+    assert opts == {"test-numeric": {"lr": 0.05}, "*": {"edge_p": 0.2, "lr": 0.3}}
+    config = BenchConfig(optimizers=("test-numeric", "test-agentic"), optimizer_options=opts, agent_max_tokens=99)
+    check_config(config)
+    # "*" goes where it is declared, a named option wins, the bench's agent settings reach agent optimizers only
+    assert optimizer_options("test-numeric", config, SMOL) == {"edge_p": 0.2, "lr": 0.05}
+    assert optimizer_options("test-agentic", config, SMOL) == {"agent": SMOL, "agent_max_tokens": 99, "lr": 0.3}
+    with pytest.raises(TtsGraphError, match="none of the optimizers .* has an option 'edge_pp'"):
+        check_config(BenchConfig(optimizers=("test-numeric", "test-agentic"),
+                                 optimizer_options={"*": {"edge_pp": 0.2}}))
+    with pytest.raises(TtsGraphError, match="'test-numeric': unknown option 'agent'"):  # named options are strict
+        check_config(BenchConfig(optimizers=("test-numeric",), optimizer_options={"test-numeric": {"agent": SMOL}}))
     with pytest.raises(TtsGraphError, match="KEY=VALUE"):
         parse_optimizer_options(["reinforce:baseline"])
     res = CliRunner().invoke(app, ["bench", "--optimizers", "random", "--opt", "tpe:n_startup=2", "--json"])

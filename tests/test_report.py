@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ttsgraph import selection
 from ttsgraph.cli import app
 from ttsgraph.executor import Executor, summarize
 from ttsgraph.graph import Graph, Node, chain, parallel, single
-from ttsgraph.graph_io import save_graph
 from ttsgraph.llm.base import Completion, Message, SamplingParams
 from ttsgraph.models import load_pool
 from ttsgraph.pareto import pareto_front
@@ -75,8 +75,8 @@ class MadeRun:
 def make_run(path: Path, optimizer: str = "agent-reinforce", seed: int = 0, graphs: list[Graph] = GRAPHS,
              batch: int = 4, agent: bool = True, test: bool = True) -> MadeRun:
     """A real run directory: every graph scored by the executor on search items and stored with its
-    traces, two per iteration; agent exchanges logged; the most accurate graph saved as the selection
-    and scored on test items."""
+    traces, two per iteration; agent exchanges logged; the study's decision (`best`) recorded and
+    its graph scored on test items."""
     task = ArithmeticTask(seed=5 + seed, size=30)
     pool = load_pool("local")
     backend = SpeedBackend(task, {SMOL: 4 + seed, GEMMA: 3})
@@ -107,14 +107,15 @@ def make_run(path: Path, optimizer: str = "agent-reinforce", seed: int = 0, grap
                                 f"Graph: next one <script>alert({k})</script>", seconds=1.5 + k, ok=k != 2,
                                 error="unparsable reply" if k == 2 else None)
                 entries += 1
-        best = max(evals, key=lambda e: (e.accuracy, -e.planned_units))
-        save_graph(best.graph, path / "best_graph.json")
+        decision = selection.choose(store.trials(), "best")  # what the study records at its end
+        store.set_config(selection.CONFIG_KEY, decision.to_dict())
+        best = store.trial(decision.trial).graph
         if test:
-            results = asyncio.run(ex.run_items(best.graph, task.items("test")[:10]))
-            store.set_test_result(best.graph.canonical_hash(), "test", summarize(results, best.graph, pool, task))
+            results = asyncio.run(ex.run_items(best, task.items("test")[:10]))
+            store.set_test_result(best.canonical_hash(), "test", summarize(results, best, pool, task))
     finally:
         store.close()
-    return MadeRun(path, evals, best.graph, entries)
+    return MadeRun(path, evals, best, entries)
 
 
 @pytest.fixture(scope="module")
@@ -208,10 +209,10 @@ def test_estimated_latency_is_beside_the_measured_one(run_dir: MadeRun, built) -
 
     add_estimates([data])
     for t in data.trials:
-        assert t.estimated_latency is not None and t.latency is not None
-        assert t.estimated_latency == pytest.approx(t.latency, rel=0.5), t.graph
+        assert t.estimated_latency is not None and t.latency_mean is not None
+        assert t.estimated_latency == pytest.approx(t.latency_mean, rel=0.5), t.graph
     # and the ordering of fast and slow graphs is kept
-    by_measured = sorted(data.trials, key=lambda t: t.latency)
+    by_measured = sorted(data.trials, key=lambda t: t.latency_mean)
     by_estimate = sorted(data.trials, key=lambda t: t.estimated_latency)
     assert by_measured[0].id == by_estimate[0].id and by_measured[-1].id == by_estimate[-1].id
     assert "Median relative error of the estimate" in out.read_text()
@@ -321,14 +322,6 @@ def test_graph_layout_puts_every_edge_left_to_right() -> None:
         assert len(set(pos.values())) == len(pos)  # no two nodes on one spot
 
 
-def test_best_so_far_is_monotone_per_iteration() -> None:
-    from ttsgraph.plots import TrialPoint, best_so_far
-
-    pts = [TrialPoint(i, it, "g", acc, 1.0, 1.0) for i, (it, acc) in
-           enumerate([(0, 0.2), (0, 0.5), (1, 0.3), (2, 0.9), (2, 0.1), (4, 0.4)])]
-    assert best_so_far(pts) == [(0, 0.5), (1, 0.5), (2, 0.9), (4, 0.9)]
-
-
 def test_a_graph_scored_twice_is_one_point_of_the_front(tmp_path: Path) -> None:
     """The study pools every trial of one graph; the report's front does the same, so both trials
     of a repeated graph are marked alike and the JSON lists them under one graph."""
@@ -341,18 +334,19 @@ def test_a_graph_scored_twice_is_one_point_of_the_front(tmp_path: Path) -> None:
     pooled_acc = sum(t.correct for t in repeated) / sum(t.scored for t in repeated)
     # per trial, the second single(SMOL) trial is dominated by the first (same accuracy and cost,
     # slower); pooled, the graph is one point, on the front as the cheapest graph
-    latencies = [t.latency for t in repeated]
+    latencies = [t.latency_mean for t in repeated]
     assert latencies[0] != latencies[1]  # the pooling matters: one of the two alone would be dominated
     entry = next(g for g in res.front if g["graph_hash"] == repeated[0].graph_hash)
     assert [x["trial"] for x in entry["trials"]] == [t.id for t in repeated]
-    assert entry["accuracy"] == pytest.approx(pooled_acc) and entry["scored"] == 6
+    assert entry["accuracy"] == pytest.approx(pooled_acc) and entry["items"] == 6
     page = res.html_path.read_text()
     trial_section = page.split("<h2>Trials</h2>")[1].split("</table>")[0]
     classes = dict((int(tid), cls) for cls, tid in re.findall(r'<tr class="([a-z]*)"><td class="">(\d+)</td>',
                                                                trial_section))
-    assert [classes[t.id] for t in repeated] == ["front", "front"]
     sel = res.selected[0]
-    assert classes[sel["trial"]] == "sel" and sel["graph_scored"] == 3
+    expected = "sel" if sel["graph_hash"] == repeated[0].graph_hash else "front"
+    assert [classes[t.id] for t in repeated] == [expected, expected]  # the graph's trials are marked alike
+    assert classes[sel["trial"]] == "sel" and sel["items"] == (6 if expected == "sel" else 3)
 
 
 def test_runs_with_the_same_directory_name_are_told_apart(tmp_path: Path) -> None:
@@ -382,3 +376,60 @@ def test_report_while_the_search_still_writes(tmp_path: Path) -> None:
     assert "wall s" in page
     data = load_run(made.path)
     assert all(t.wall is not None and t.wall >= 0 for t in data.trials[:2]) and data.trials[2].wall is None
+
+
+def _scored(graph: Graph, correct: int, items: int, units: float, *, candidate: bool = True,
+            latency: float = 1.0) -> Evaluation:
+    """A trial as the study stores it, without running anything (no traces)."""
+    return Evaluation(trial=0, graph=graph, accuracy=correct / items, utility=correct / items, correct=correct,
+                      scored=items, errors=0, item_ids=[f"q{k}" for k in range(items)], planned_units=units,
+                      measured_units=units, latency=latency, candidate=candidate)
+
+
+def _probe_run(path: Path, record: str | None = "best") -> tuple[Graph, Graph, Graph]:
+    """The demo's shape: a one-item pretest probe right 1/1 (cheap, fast), then real candidates
+    that scored 0 % on 14 search items (A, in two batches) and on 2 (B, dearer)."""
+    probe, a, b = single(SMOL), parallel(2, SMOL, GEMMA), chain(2, SMOL, GEMMA)
+    with RunStore.create(path) as store:
+        store.set_config("optimizer", "agent-reinforce")
+        for k, ev in enumerate([_scored(probe, 1, 1, 1.0, candidate=False, latency=0.1), _scored(a, 0, 7, 3.0),
+                                _scored(a, 0, 7, 3.0), _scored(b, 0, 2, 5.0)]):
+            store.add_trial(ev, iteration=k, optimizer="agent-reinforce", seed=0)
+        if record is not None:
+            store.set_config(selection.CONFIG_KEY, selection.choose(store.trials(), record).to_dict())
+    return probe, a, b
+
+
+def test_a_pretest_probe_is_never_the_curve_front_or_selection(tmp_path: Path) -> None:
+    """Regression: the report's search curve and Pareto front showed a one-item pretest probe at
+    100 % while the study selected a graph that scored 0 % on 14 search items."""
+    probe, a, _ = _probe_run(tmp_path / "run")
+    res = build_report(tmp_path / "run")
+    assert probe.canonical_hash() not in {g["graph_hash"] for g in res.front}
+    assert a.canonical_hash() in {g["graph_hash"] for g in res.front}
+    (curve,) = res.curves.values()
+    assert curve and all(acc == 0.0 for _, acc in curve)  # the probe's 1/1 is never drawn
+    assert curve[0][0] == 1 + 7 and curve[-1][0] == 1 + 7 + 7 + 2  # its item is spent, though
+    (sel,) = res.selected
+    assert sel["graph_hash"] == a.canonical_hash() and not sel["provisional"]
+    assert (sel["accuracy"], sel["correct"], sel["items"], sel["errors"]) == (0.0, 0, 14, 0)
+    page = res.html_path.read_text()
+    rows = dict((int(t), c) for c, t in re.findall(r'<tr class="([a-z]*)"><td class="">(\d+)</td>',
+                                                   page.split("<h2>Trials</h2>")[1].split("</table>")[0]))
+    assert rows == {1: "probe", 2: "sel", 3: "sel", 4: ""}
+
+
+def test_the_report_shows_the_recorded_decision_not_its_own(tmp_path: Path) -> None:
+    _, _, b = _probe_run(tmp_path / "run", record="last")  # the study was told to return the last graph
+    (sel,) = build_report(tmp_path / "run").selected
+    assert sel["graph_hash"] == b.canonical_hash() and sel["rule"] == "last" and sel["items"] == 2
+
+
+def test_an_unfinished_run_shows_a_provisional_selection_never_a_probe(tmp_path: Path) -> None:
+    _, a, _ = _probe_run(tmp_path / "run", record=None)
+    (sel,) = build_report(tmp_path / "run").selected
+    assert sel["provisional"] and sel["graph_hash"] == a.canonical_hash()
+    with RunStore.create(tmp_path / "pretest-only") as store:
+        store.add_trial(_scored(single(SMOL), 1, 1, 1.0, candidate=False), iteration=0, optimizer="x", seed=0)
+    res = build_report(tmp_path / "pretest-only")
+    assert res.selected == [] and res.front == [] and "no graph selected yet" in res.html_path.read_text()

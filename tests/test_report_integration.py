@@ -27,20 +27,25 @@ def ttsgraph(*args: str, timeout: float = 900) -> dict[str, Any]:
 
 
 def pooled(trials: list[Any]) -> list[dict[str, Any]]:
-    """One point per distinct graph over every item it was scored on (a graph scored twice is one
-    candidate, as the study treats it)."""
-    groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"correct": 0, "scored": 0, "lat": 0.0, "trials": []})
+    """One point per candidate graph over every item it was scored on (a graph scored twice is one
+    candidate, as the study treats it; errors count as not correct; a graph only ever scored as a
+    screening probe is no candidate). Written out here as the test's own oracle."""
+    groups: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"correct": 0, "items": 0, "lat": 0.0, "timed": 0, "trials": [], "candidate": False})
     for t in trials:
         g = groups[t.graph_hash]
         g.update(hash=t.graph_hash, planned_units=t.planned_units)
         g["correct"] += t.correct
-        g["scored"] += t.scored
+        g["items"] += t.scored + t.errors
         g["lat"] += (t.latency_mean or 0.0) * t.scored
+        g["timed"] += t.scored
         g["trials"].append(t.id)
+        g["candidate"] = g["candidate"] or t.candidate
     out = []
     for g in groups.values():
-        if g["scored"]:
-            out.append({**g, "accuracy": g["correct"] / g["scored"], "latency": g["lat"] / g["scored"]})
+        if g["items"] and g["candidate"]:
+            out.append({**g, "accuracy": g["correct"] / g["items"],
+                        "latency": g["lat"] / g["timed"] if g["timed"] else None})
     return out
 
 

@@ -7,13 +7,15 @@ import asyncio
 from ttsgraph.errors import BackendError
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.tasks import load_task
-from ttsgraph.tasks.calibrate import calibrate, majority
+from ttsgraph.tasks.calibrate import calibrate
+from ttsgraph.vote import majority
 
 
 def test_majority_ignores_missing_answers_and_breaks_ties_by_order():
-    assert majority(["3", None, "4", "3"]) == "3"
-    assert majority([None, "5", "6"]) == "5"
-    assert majority([None, None]) is None
+    assert majority(["3", None, "4", "3"]) == ("3", 2)
+    assert majority([None, "5", "6"]) == ("5", 1)
+    assert majority([None, " 6", "6 ", "5"]) == ("6", 2)  # answers are compared stripped
+    assert majority([None, None]) == (None, 0)
 
 
 def test_calibrate_scores_single_and_voted_answers():

@@ -17,9 +17,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Patch
-from matplotlib.ticker import MaxNLocator
 
 from ttsgraph.graph import Graph
+from ttsgraph.selection import CurvePoint
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
@@ -131,64 +131,41 @@ def draw_graph(graph: Graph, title: str = "", model_colours: Mapping[str, str] |
 # ----- the search --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class TrialPoint:
-    """What the search and trade-off plots need of one trial."""
+class Point:
+    """One candidate graph in the trade-off plots (pooled over its trials)."""
 
-    trial: int
-    iteration: int
-    group: str  # optimizer (or optimizer/seed) the trial belongs to
+    group: str  # optimizer (or optimizer/seed) the graph belongs to
     accuracy: float
     planned_units: float
     latency: float | None
 
 
-def best_so_far(points: Sequence[TrialPoint]) -> list[tuple[int, float]]:
-    """(iteration, best accuracy up to and including it), in iteration order."""
-    out: list[tuple[int, float]] = []
-    best = -math.inf
-    for p in sorted(points, key=lambda p: (p.iteration, p.trial)):
-        best = max(best, p.accuracy)
-        if out and out[-1][0] == p.iteration:
-            out[-1] = (p.iteration, best)
-        else:
-            out.append((p.iteration, best))
-    return out
-
-
-def search_curve(series: Mapping[str, Sequence[Sequence[TrialPoint]]], title: str = "") -> Figure:
-    """Accuracy per iteration (dots, one per trial) and best-so-far (a step line) for each group.
-    A group with several runs (seeds) draws each run's best-so-far thin and their mean thick."""
+def search_curve(series: Mapping[str, Sequence[Sequence[CurvePoint]]], title: str = "") -> Figure:
+    """Per group (optimizer), against evaluations: each candidate trial's accuracy (dots) and the
+    best-so-far curve of `ttsgraph.selection` (a step line). A group with several runs (seeds)
+    draws each run's curve thin and their mean thick."""
     fig = Figure(figsize=(7.0, 3.8))
     if not any(any(run for run in runs) for runs in series.values()):
-        return _empty(fig, "no trials yet")
+        return _empty(fig, "no candidate trials yet")
     ax = fig.add_subplot()
     cmap = colours(list(series))
     for name, runs in sorted(series.items()):
         c = cmap[name]
-        curves = []
+        curves = [[(p.evaluations, p.accuracy) for p in run] for run in runs if run]
         for run in runs:
-            if not run:
-                continue
-            ax.scatter([p.iteration for p in run], [p.accuracy for p in run], s=14, color=c, alpha=0.35, lw=0)
-            curves.append(best_so_far(run))
+            dots = [p for p in run if p.trial_accuracy is not None]
+            ax.scatter([p.evaluations for p in dots], [p.trial_accuracy for p in dots], s=14, color=c, alpha=0.35,
+                       lw=0)
         if not curves:
             continue
         if len(curves) == 1:
-            it, acc = zip(*curves[0])
-            ax.step(it, acc, where="post", color=c, lw=2, label=f"{name} (best so far)")
+            ax.step(*zip(*curves[0]), where="post", color=c, lw=2, label=f"{name} (best so far)")
             continue
         for cur in curves:
-            it, acc = zip(*cur)
-            ax.step(it, acc, where="post", color=c, lw=0.8, alpha=0.5)
-        grid = sorted({i for cur in curves for i, _ in cur})
-        mean = []
-        for i in grid:
-            vals = [max((a for j, a in cur if j <= i), default=math.nan) for cur in curves]
-            vals = [v for v in vals if not math.isnan(v)]
-            mean.append(sum(vals) / len(vals))
-        ax.step(grid, mean, where="post", color=c, lw=2.2, label=f"{name} (mean best of {len(curves)} runs)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("iteration")
+            ax.step(*zip(*cur), where="post", color=c, lw=0.8, alpha=0.5)
+        grid, mean, _, _ = _mean_curve(curves)
+        ax.step(grid, mean, where="post", color=c, lw=2.2, label=f"{name} (mean of {len(curves)} runs)")
+    ax.set_xlabel("evaluations (items scored)")
     ax.set_ylabel("accuracy on search items")
     ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)
@@ -197,15 +174,71 @@ def search_curve(series: Mapping[str, Sequence[Sequence[TrialPoint]]], title: st
     return fig
 
 
-def tradeoff(points: Sequence[TrialPoint], x: str, front: Sequence[TrialPoint], selected: TrialPoint | None = None,
+def _mean_curve(curves: Sequence[Sequence[tuple[int, float]]]) -> tuple[list[int], list[float], list[float],
+                                                                         list[float]]:
+    """Step curves (x, y) on their joint grid: mean, min and max of each curve's value at x (its
+    last point at or before x; curves that have not started yet are left out)."""
+    grid = sorted({x for c in curves for x, _ in c})
+    mean, lo, hi = [], [], []
+    for x in grid:
+        vals = [next((y for e, y in reversed(c) if e <= x), math.nan) for c in curves]
+        vals = [v for v in vals if not math.isnan(v)]
+        mean.append(sum(vals) / len(vals))
+        lo.append(min(vals))
+        hi.append(max(vals))
+    return grid, mean, lo, hi
+
+
+def bench_curves(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]], title: str = "") -> Figure:
+    """Bench's best-so-far search accuracy against evaluations: one panel per optimizer (shared
+    axes, so optimizers whose curves coincide stay readable) with the mean over seeds as a thick
+    step line, the min–max band across seeds, each seed as a thin line, and the other optimizers'
+    means in grey."""
+    names = [n for n in sorted(curves) if any(curves[n])]
+    cols = min(3, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / cols))
+    fig = Figure(figsize=(3.3 * cols, 2.6 * rows + 0.5))
+    if not names:
+        return _empty(fig, "no trials")
+    cmap = colours(list(curves))
+    summary = {name: _mean_curve([c for c in curves[name] if c]) for name in names}
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    for k, name in enumerate(names):
+        ax = axes[k // cols][k % cols]
+        for other in names:
+            if other != name:
+                ax.step(summary[other][0], summary[other][1], where="post", color="0.75", lw=1)
+        grid, mean, lo, hi = summary[name]
+        c = cmap[name]
+        runs = [r for r in curves[name] if r]
+        if len(runs) > 1:
+            ax.fill_between(grid, lo, hi, step="post", color=c, alpha=0.2, lw=0)
+            for r in runs:
+                ax.step([x for x, _ in r], [a for _, a in r], where="post", color=c, lw=0.8, alpha=0.6)
+        ax.step(grid, mean, where="post", color=c, lw=2.4)
+        ax.set_title(f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})", fontsize=9)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        if k % cols == 0:
+            ax.set_ylabel("best search acc.", fontsize=8)
+        if k // cols == rows - 1:
+            ax.set_xlabel("evaluations", fontsize=8)
+    for k in range(len(names), rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    fig.suptitle(title or "best-so-far search accuracy (mean over seeds, band = min–max)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff(points: Sequence[Point], x: str, front: Sequence[Point], selected: Point | None = None,
              xlabel: str = "", title: str = "") -> Figure:
-    """Accuracy against `x` ("planned_units" or "latency") for every trial, coloured by group;
-    `front` (the Pareto-optimal trials for these two axes) is ringed and joined by a step line,
-    `selected` (the graph the search returned) is a star."""
+    """Accuracy against `x` ("planned_units" or "latency") for every candidate graph, coloured by
+    group; `front` (the Pareto-optimal points for these two axes) is ringed and joined by a step
+    line, `selected` (the graph the search returned) is a star."""
     fig = Figure(figsize=(5.6, 3.8))
     usable = [p for p in points if getattr(p, x) is not None and not math.isnan(getattr(p, x))]
     if not usable:
-        return _empty(fig, f"no trial has a {x.replace('_', ' ')}")
+        return _empty(fig, f"no graph has a {x.replace('_', ' ')}")
     ax = fig.add_subplot()
     cmap = colours([p.group for p in usable])
     for g in sorted(cmap):

@@ -17,7 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ttsgraph.benchmark import DEFAULT_OPTIMIZERS, BenchConfig, BenchResult, load_result, plot_curves, run_bench
+from ttsgraph.benchmark import DEFAULT_OPTIMIZERS, BenchConfig, BenchResult, load_result, run_bench
 from ttsgraph.cli.app import app
 from ttsgraph.cli.common import console, emit_json, handle_errors, out, parse_pairs
 from ttsgraph.errors import TtsGraphError
@@ -89,7 +89,7 @@ def bench_command(
     seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per optimizer (0..N-1)."),
     iterations: int = typer.Option(4, "--iterations", min=1, help="Asks per study."),
     batch: int = typer.Option(2, "--batch", min=1, help="Search items per iteration (evaluation budget = iterations × batch)."),
-    opt: list[str] = typer.Option(None, "--opt", help="Optimizer option NAME:KEY=VALUE for one optimizer, or KEY=VALUE for all (repeatable), e.g. reinforce:baseline=moving-average."),
+    opt: list[str] = typer.Option(None, "--opt", help="Optimizer option NAME:KEY=VALUE for one optimizer, or KEY=VALUE for every optimizer that has the option (repeatable), e.g. reinforce:baseline=moving-average."),
     agent: str | None = typer.Option(None, "--agent", help="Agent model of agent-reinforce/textgrad/hybrid (a pool model); default: the pool's largest chat model."),
     test_limit: int | None = typer.Option(20, "--test-limit", min=1, help="Test items every row is scored on."),
     out_dir: Path | None = typer.Option(None, "--out", help="Directory for run dirs, bench.json and the PNG (default: bench-<task>-<time>)."),
@@ -106,11 +106,7 @@ def bench_command(
     """Run several optimizers × seeds and fixed baselines on the same items; table, comparison, PNG."""
     if show is not None:
         result = load_result(show)
-        curves = {r.name: [run.curve for run in r.runs] for r in result.rows if r.kind == "optimizer"}
-        cfg = result.config
-        result.plot = str(plot_curves(curves, Path(show) / "bench_curves.png",
-                                      f"{cfg['task']}, budget {cfg['budget_units']:.2f} units: best-so-far search "
-                                      f"accuracy (mean over {cfg['seeds']} seeds, band = min–max)"))
+        result.draw_curves(show)
         if as_json:
             emit_json(result.to_dict())
         else:

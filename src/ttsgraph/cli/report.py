@@ -33,12 +33,15 @@ def report(
         emit_json(result.to_dict())
         return
     table = Table(title=f"report of {result.kind} {run}", show_header=True)
-    for col in ("run", "trial", "optimizer", "accuracy", "planned units", "latency s", "est. latency s"):
+    for col in ("run", "trial", "optimizer", "rule", "accuracy", "correct/items", "errors", "planned units",
+                "latency s", "est. latency s"):
         table.add_column(col)
     for s in result.selected:
-        table.add_row(s["run"], str(s["trial"]), s["optimizer"], f"{s['accuracy']:.3f}", f"{s['planned_units']:.2f}",
-                      "–" if s["latency"] is None else f"{s['latency']:.2f}",
+        table.add_row(s["run"], str(s["trial"]), s["optimizer"], "provisional" if s["provisional"] else s["rule"],
+                      f"{s['accuracy']:.3f}", f"{s['correct']}/{s['items']}", str(s["errors"]),
+                      f"{s['planned_units']:.2f}", "–" if s["latency"] is None else f"{s['latency']:.2f}",
                       "–" if s["estimated_latency"] is None else f"{s['estimated_latency']:.2f}")
     out.print(table)
-    out.print(f"{result.trials} trials, {len(result.front)} on the Pareto front (accuracy, planned units, latency)")
+    out.print(f"{result.trials} trials, {len(result.front)} candidate graph(s) on the Pareto front "
+              "(accuracy, planned units, latency)")
     out.print(f"wrote [bold]{result.html_path}[/] and {len(result.png_paths)} PNGs beside it")

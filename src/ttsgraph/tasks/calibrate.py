@@ -20,44 +20,39 @@ from ttsgraph.llm.base import SamplingParams
 from ttsgraph.stats import wilson_interval
 from ttsgraph.tasks.base import Item, Task
 from ttsgraph.tasks.registry import load_task
-
-
-def majority(answers: list[str | None]) -> str | None:
-    """Most frequent extracted answer (ties to the earliest sample); None if no sample had one."""
-    found = [a for a in answers if a is not None]
-    if not found:
-        return None
-    counts = Counter(found)
-    best = max(counts.values())
-    return next(a for a in found if counts[a] == best)
+from ttsgraph.vote import majority_vote
 
 
 async def _measure(
     backend, model: str, task: Task, items: list[Item], params: SamplingParams, samples: int, errors: Counter
 ) -> list[list[str | None]]:
-    """Extracted answers per item and sample (sample index 0..samples-1, as the cache keys them).
-    A failed call (e.g. an empty reply) gives no answer and is counted in `errors` by reason."""
+    """Reply texts per item and sample (sample index 0..samples-1, as the cache keys them).
+    A failed call (e.g. an empty reply) gives no text and is counted in `errors` by reason."""
     out: list[list[str | None]] = []
     for k, item in enumerate(items, 1):
-        answers = []
+        texts: list[str | None] = []
         for s in range(samples):
             try:
                 completion = await backend.complete(model, task.messages(item, "assistant", [], False), params, s)
             except BackendError as e:
                 errors[e.reason.split(" (")[0]] += 1
-                answers.append(None)
+                texts.append(None)
                 continue
-            answers.append(task.extract(completion.text))
-        out.append(answers)
+            texts.append(completion.text)
+        out.append(texts)
         print(f"\r{model}: {k}/{len(items)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return out
 
 
-def _score(task: Task, items: list[Item], answers: list[str | None]) -> dict:
-    correct = sum(a is not None and task._matches(a, i)[0] for i, a in zip(items, answers))
-    low, high = wilson_interval(correct, len(items))
-    return {"correct": correct, "n": len(items), "accuracy": correct / len(items), "ci95": [round(low, 3), round(high, 3)]}
+def _score(verdicts: list[bool]) -> dict:
+    correct, n = sum(verdicts), len(verdicts)
+    low, high = wilson_interval(correct, n)
+    return {"correct": correct, "n": n, "accuracy": correct / n, "ci95": [round(low, 3), round(high, 3)]}
+
+
+def _single(task: Task, items: list[Item], texts: list[str | None]) -> list[bool]:
+    return [t is not None and task.grade(i, t).correct for i, t in zip(items, texts)]
 
 
 async def calibrate(
@@ -82,13 +77,14 @@ async def calibrate(
         start = time.perf_counter()
         errors: Counter = Counter()
         single = await _measure(backend, model, task, items, SamplingParams(temperature=0.1, max_tokens=max_tokens), 1, errors)
-        row = {"single_t0.1": _score(task, items, [a[0] for a in single])}
+        row = {"single_t0.1": _score(_single(task, items, [t[0] for t in single]))}
         if vote > 1:
             hot = await _measure(
                 backend, model, task, items, SamplingParams(temperature=vote_temperature, max_tokens=max_tokens), vote, errors
             )
-            row[f"one_sample_t{vote_temperature}"] = _score(task, items, [a[0] for a in hot])
-            row[f"majority_of_{vote}_t{vote_temperature}"] = _score(task, items, [majority(a) for a in hot])
+            row[f"one_sample_t{vote_temperature}"] = _score(_single(task, items, [t[0] for t in hot]))
+            voted = [majority_vote(texts, task, item)[0] for texts, item in zip(hot, items)]
+            row[f"majority_of_{vote}_t{vote_temperature}"] = _score(voted)
         row["backend_errors"] = dict(errors)
         row["seconds"] = round(time.perf_counter() - start, 1)
         report["models"][model] = row

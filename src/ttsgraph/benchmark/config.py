@@ -1,0 +1,114 @@
+"""What a bench runs: its settings, the budget they give, and each optimizer's options.
+
+Checked before anything runs (a typo must not surface after an hour of search). Optimizer
+options are strict (`OptimizerOptions`), so a bench-wide `--opt KEY=VALUE` ("*") goes only to
+the optimizers whose `Options` declare KEY, and is an error when none of them does.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttsgraph.cost import Budget
+from ttsgraph.errors import BudgetError, TtsGraphError
+from ttsgraph.models import ModelPool
+
+DEFAULT_OPTIMIZERS = ("agent-reinforce", "tpe", "random", "reinforce", "textgrad", "hybrid")
+
+
+@dataclass
+class BenchConfig:
+    """Everything a bench run depends on (stored in `bench.json` next to the run directories)."""
+
+    task: str = "arithmetic"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    models: str | None = None  # pool name or models.toml; None = the embedded local pool
+    budget: float | None = None  # units
+    budget_nodes: int | None = None  # node budget b (SPEC §2.3)
+    optimizers: tuple[str, ...] = DEFAULT_OPTIMIZERS
+    seeds: int = 3
+    iterations: int = 4
+    batch: int = 2
+    agent: str | None = None  # agent model of LLM-driven optimizers; default: the pool's largest chat model
+    test_limit: int | None = 20
+    out: Path = Path("bench-out")
+    cache: Path | None = None  # None = no cache (tests); the CLI passes the shared default
+    concurrency: int = 2
+    max_tokens: int = 64
+    temperature: float = 0.1
+    agent_max_tokens: int = 768
+    baselines: bool = True
+    select: str = "best"
+    optimizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per optimizer name; "*" = all
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["optimizers"] = list(self.optimizers)
+        d["out"] = str(self.out)
+        d["cache"] = str(self.cache) if self.cache is not None else None
+        return d
+
+
+def make_budget(config: BenchConfig, pool: ModelPool, lengths: Any) -> Budget:
+    if config.budget is not None and config.budget_nodes is not None:
+        raise BudgetError("give either --budget or --budget-nodes, not both")
+    if config.budget_nodes is not None:
+        return Budget.from_nodes(config.budget_nodes, pool, lengths)
+    if config.budget is not None:
+        return Budget(config.budget)
+    return Budget.from_nodes(3, pool, lengths)
+
+
+def declares(optimizer: str, key: str) -> bool:
+    """Whether the optimizer's `Options` has the setting `key`."""
+    from ttsgraph.search.base import get_optimizer
+
+    return key in get_optimizer(optimizer).Options.model_fields
+
+
+def uses_agent(config: BenchConfig) -> bool:
+    return any(declares(name, "agent") for name in config.optimizers)
+
+
+def check_config(config: BenchConfig) -> None:
+    """Reject a bad configuration before anything runs (names the bad value)."""
+    from ttsgraph.search.base import get_optimizer
+
+    if not config.optimizers:
+        raise TtsGraphError("no optimizer to bench: pass --optimizers")
+    dup = [n for n, k in Counter(config.optimizers).items() if k > 1]
+    if dup:
+        raise TtsGraphError(f"optimizer {dup[0]!r} is listed twice")
+    for name in config.optimizers:
+        get_optimizer(name)  # raises naming the unknown one and the known ones
+    for name in config.optimizer_options:
+        if name != "*" and name not in config.optimizers:
+            raise TtsGraphError(f"optimizer options given for {name!r}, which is not among --optimizers")
+    for key in config.optimizer_options.get("*", {}):
+        if not any(declares(name, key) for name in config.optimizers):
+            raise TtsGraphError(f"--opt {key}=...: none of the optimizers ({', '.join(config.optimizers)}) "
+                                f"has an option {key!r}")
+    for name in config.optimizers:
+        get_optimizer(name).Options.parse(name, optimizer_options(name, config, config.agent))
+    for key in ("seeds", "iterations", "batch", "concurrency", "max_tokens"):
+        if getattr(config, key) < 1:
+            raise TtsGraphError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(config, key)}")
+    if config.test_limit is not None and config.test_limit < 1:
+        raise TtsGraphError(f"--test-limit must be >= 1, got {config.test_limit}")
+
+
+def optimizer_options(name: str, config: BenchConfig, agent_model: str | None) -> dict[str, Any]:
+    """One optimizer's options: the bench's agent settings and its "*" options where the
+    optimizer declares them, then its own `NAME:KEY=VALUE` options (strict: checked by its Options)."""
+    shared = {"agent": agent_model, "agent_max_tokens": config.agent_max_tokens,
+              **config.optimizer_options.get("*", {})}
+    out = {k: v for k, v in shared.items() if v is not None and declares(name, k)}
+    out.update(config.optimizer_options.get(name, {}))
+    return out
+
+
+def run_dir_for(out: Path, optimizer: str, seed: int) -> Path:
+    return out / "runs" / f"{optimizer}-seed{seed}"

@@ -1,0 +1,128 @@
+"""Running a bench: every optimizer × seed as an ordinary study, then everything on the same test items.
+
+Same space, same evaluation budget (iterations × batch), same search-item stream per seed, one
+shared response cache and one run directory each (an existing one is resumed), so a rerun of a
+finished bench makes no new worker call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from ttsgraph import selection
+from ttsgraph.benchmark.baselines import Progress, run_baselines
+from ttsgraph.benchmark.config import BenchConfig, check_config, make_budget, optimizer_options, run_dir_for, uses_agent
+from ttsgraph.benchmark.results import BENCH_FILE, BenchResult, BenchRow, RunOutcome, aggregate, compare
+from ttsgraph.errors import TtsGraphError
+from ttsgraph.executor import Executor, summarize
+from ttsgraph.graph import Graph
+from ttsgraph.jsonutil import to_jsonable
+from ttsgraph.llm.base import Backend, SamplingParams
+from ttsgraph.models import ModelPool
+from ttsgraph.search.base import SearchContext
+from ttsgraph.search.space import SearchSpace
+
+
+async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
+                    progress: Progress | None = None) -> BenchResult:
+    """Run the whole bench; `fake_backend` (unit tests only) replaces every model binding."""
+    from ttsgraph.llm.router import build_backend, check_bindings
+    from ttsgraph.models import load_pool
+    from ttsgraph.profile import find_profile
+    from ttsgraph.search.agent_reinforce import default_agent
+    from ttsgraph.tasks import load_task
+
+    started = time.perf_counter()
+    check_config(config)
+    task = load_task(config.task, **config.task_options)
+    pool = load_pool(config.models)
+    budget = make_budget(config, pool, task.lengths)
+    space = SearchSpace(pool, task.lengths, budget, temperature=config.temperature)
+    agent_model = config.agent or default_agent(pool)  # what `ttsgraph search` uses too
+    if uses_agent(config):
+        pool.spec(agent_model)  # an unknown agent model fails here, not after an hour of search
+    if fake_backend is None:
+        check_bindings(pool)
+    backend = build_backend(pool, config.cache, fake=fake_backend)
+    context = SearchContext(backend=backend, task=task, objective="accuracy", profile=find_profile(task, pool))
+    params = SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens)
+    test_items = task.items("test")[: config.test_limit] if config.test_limit else task.items("test")
+    if not test_items:
+        raise TtsGraphError(f"task {task.name} has no test items")
+    config.out.mkdir(parents=True, exist_ok=True)
+    emit = progress or (lambda event, info: None)
+
+    try:
+        rows: list[BenchRow] = []
+        if config.baselines:
+            rows += await run_baselines(backend, task, pool, space, test_items, params, config.concurrency, emit)
+        executor = Executor(backend, pool, task, params=params, concurrency=config.concurrency)
+        for name in config.optimizers:
+            runs = []
+            for seed in range(config.seeds):
+                emit("stage", {"name": f"{name} seed {seed}", "total": config.iterations * config.batch + len(test_items)})
+                run = await run_study(config, name, seed, task, pool, space, backend, context, params, agent_model,
+                                      emit)
+                t0 = time.perf_counter()
+                graph = Graph.from_dict(run.graph)
+                results = await executor.run_items(graph, test_items, on_result=lambda r: emit("item", {}))
+                summary = summarize(results, graph, pool, task)
+                run.test_correct = [bool(r.correct) for r in results]
+                run.test_errors = summary.errors
+                run.test_seconds = time.perf_counter() - t0
+                run.backend_calls += summary.backend_calls
+                run.cache_hits += summary.cache_hits
+                runs.append(run)
+                emit("done", {"name": f"{name} seed {seed}"})
+            rows.append(aggregate(name, runs))
+        best, comparisons = compare(rows)
+        result = BenchResult(config.to_dict() | {"budget_units": budget.units, "node_budget": space.node_budget,
+                                                 "pool": pool.name, "agent_model": agent_model},
+                             rows, comparisons, best, [str(i.id) for i in test_items])
+        result.draw_curves(config.out)
+        result.seconds = time.perf_counter() - started
+        (config.out / BENCH_FILE).write_text(json.dumps(result.to_dict(), indent=2, default=to_jsonable))
+    finally:
+        aclose = getattr(backend, "aclose", None)  # the cache file and any HTTP clients
+        if callable(aclose):
+            await aclose()
+    return result
+
+
+async def run_study(config: BenchConfig, name: str, seed: int, task: Any, pool: ModelPool, space: SearchSpace,
+                    backend: Backend, context: SearchContext, params: SamplingParams, agent_model: str,
+                    emit: Progress) -> RunOutcome:
+    """One optimizer × seed as an ordinary study in its own run directory (resumed if it exists).
+    The study does not test: the bench scores every selected graph itself on the shared test
+    items, keeping per-item outcomes for the paired comparison."""
+    from ttsgraph.search.base import get_optimizer
+    from ttsgraph.store import RunStore
+    from ttsgraph.study import Study
+
+    run_dir = run_dir_for(config.out, name, seed)
+    resume = (run_dir / "run.sqlite").exists()
+    store = RunStore.open(run_dir) if resume else RunStore.create(run_dir)
+    with store:
+        if not resume:
+            store.set_config("bench", {"optimizer": name, "seed": seed, **config.to_dict()})
+        optimizer = get_optimizer(name)(space, seed=seed, iterations=config.iterations, batch=config.batch,
+                                        context=context, **optimizer_options(name, config, agent_model))
+        study = Study(store, task, pool, space, optimizer, backend, iterations=config.iterations,
+                      batch=config.batch, seed=seed, select=config.select, concurrency=config.concurrency,
+                      params=params, test_limit=0)
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("kind") == "item":
+                emit("item", event)
+
+        result = await study.run(progress=on_event)
+        curve = [(p.evaluations, p.accuracy) for p in selection.best_so_far(store.trials())]
+    return RunOutcome(
+        optimizer=name, seed=seed, run_dir=str(run_dir), graph=result.best.graph.to_dict(),
+        search_accuracy=float(result.search_accuracy), test_correct=[], test_errors=0,
+        planned_units=float(result.best.planned_units), evaluations=int(result.evaluations),
+        backend_calls=int(result.backend_calls), cache_hits=int(result.cache_hits),
+        eval_seconds=float(result.eval_seconds), test_seconds=0.0, agent_seconds=float(result.agent_seconds),
+        curve=curve)
