@@ -18,13 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,40 +28,11 @@ from typing import Any
 from ttsgraph.executor import Executor, summarize
 from ttsgraph.graph import Graph, Node
 from ttsgraph.llm.base import SamplingParams
-from ttsgraph.llm.local import smollm2_path
+from ttsgraph.llm.llama_server import LlamaServer, start_llama_server
 from ttsgraph.llm.router import build_backend
 from ttsgraph.models import Binding, ModelPool, load_pool
 from ttsgraph.stats import percentile
 from ttsgraph.tasks import load_task
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(alias: str, n_threads: int) -> tuple[subprocess.Popen[bytes], str]:
-    """One `python -m llama_cpp.server` with SmolLM2; returns the process and its base URL."""
-    port = _free_port()
-    log = open(Path(tempfile.mkdtemp(prefix="ttsgraph-bench-")) / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()), "--model_alias", alias,
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(n_threads)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {log.name}")
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    raise RuntimeError("server did not start within 180 s")
 
 
 def pool_with_servers(urls: list[str]) -> ModelPool:
@@ -115,7 +82,7 @@ def main() -> int:
     task = load_task("arithmetic")
     items = task.items("search")
     params = SamplingParams(max_tokens=args.max_tokens)
-    procs: list[subprocess.Popen[bytes]] = []
+    servers: list[LlamaServer] = []
     figures: dict[str, Any] = {"max_tokens": args.max_tokens}
     try:
         # one thread per server: W servers share the machine's cores like W GPU replicas would not,
@@ -123,9 +90,9 @@ def main() -> int:
         urls = []
         note(f"starting {args.width} llama-cpp-python servers")
         for k in range(args.width):
-            proc, url = start_server("smollm2-135m", n_threads=1)
-            procs.append(proc)
-            urls.append(url)
+            server = start_llama_server(alias="smollm2-135m", n_threads=1)
+            servers.append(server)
+            urls.append(server.base_url)
         pool = pool_with_servers(urls)
 
         # (a) executor overhead: single node, items one after another, no cache
@@ -169,13 +136,8 @@ def main() -> int:
             figures["c_cache_hits"] = s2.cache_hits
             figures["c_wall_s"] = wall_c
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for server in servers:
+            server.stop()
 
     if args.json:
         print(json.dumps(figures, indent=2))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ttsgraph.executor import Executor, ItemResult, NodeTrace
-from ttsgraph.graph import Graph, chain, parallel, parallel_chains, single
+from ttsgraph.graph import chain, parallel, parallel_chains, single
 from ttsgraph.latency import LatencyModel, estimate_latency, observed_lengths
 from ttsgraph.llm.base import SamplingParams
 from ttsgraph.report import build_report

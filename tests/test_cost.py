@@ -84,12 +84,11 @@ def test_cost_grows_quadratically_with_in_degree():
     assert second_diff[0] == pytest.approx(2 * 2 * spec.layers * spec.hidden * 100**2)  # 2α with α = 2·L·D·B²
 
 
-def test_budget_fit_and_per_node_costs():
+def test_budget_from_nodes_and_per_node_costs():
     lengths = PAPER_LENGTHS["math"]
     budget = Budget.from_nodes(4, PAPER, lengths)
-    assert budget.fits(reference_graph(4, PAPER), PAPER, lengths)
-    big = parallel(4, "llama-3.1-8b", "llama-3.2-3b", "assistant")
-    assert not budget.fits(big, PAPER, lengths)
+    assert budget.nodes == 4 and budget.units == pytest.approx(planned_units(reference_graph(4, PAPER), PAPER, lengths))
+    assert planned_units(parallel(4, "llama-3.1-8b", "llama-3.2-3b", "assistant"), PAPER, lengths) > budget.units
     per_node = planned_graph_flops(chain(2, "llama-3.2-1b"), PAPER, lengths)
     assert per_node["a1"] < per_node["a2"] == per_node["out"]
     assert planned_units(chain(1, "llama-3.2-1b"), PAPER, lengths) == pytest.approx(1 + 1.59, abs=0.01)

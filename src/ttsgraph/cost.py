@@ -95,8 +95,5 @@ class Budget:
     def from_nodes(cls, b: int, pool: ModelPool, lengths: TaskLengths) -> Budget:
         return cls(reference_bound_units(b, pool, lengths), b)
 
-    def fits(self, graph: Graph, pool: ModelPool, lengths: TaskLengths) -> bool:
-        return planned_units(graph, pool, lengths) <= self.units + 1e-9
-
     def to_dict(self) -> dict[str, float | int | None]:
         return {"units": self.units, "nodes": self.nodes}

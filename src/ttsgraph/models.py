@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,7 +96,6 @@ class ModelPool:
     reference: str
     output: str
     source: str | None = None  # the models file, when there is one
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def spec(self, name: str) -> ModelSpec:
         try:

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from ttsgraph.cost import PAPER_LENGTHS, TaskLengths
 from ttsgraph.errors import TaskError, TtsGraphError
+from ttsgraph.jsonutil import to_jsonable
 from ttsgraph.models import ModelPool, load_pool
 
 console = Console(stderr=True)  # human output and progress; stdout stays clean for --json
@@ -49,16 +50,8 @@ def handle_errors(fn: F) -> F:
 
 def emit_json(obj: Any) -> None:
     """Exactly one JSON object on stdout."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
+    sys.stdout.write(json.dumps(obj, indent=2, default=to_jsonable) + "\n")
     sys.stdout.flush()
-
-
-def _default(o: Any) -> Any:
-    if hasattr(o, "to_dict"):
-        return o.to_dict()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    return str(o)
 
 
 def get_pool(models: str | None) -> ModelPool:

