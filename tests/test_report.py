@@ -19,7 +19,7 @@ from ttsgraph import selection
 from ttsgraph.cli import app
 from ttsgraph.executor import Executor, summarize
 from ttsgraph.graph import Graph, Node, chain, parallel, single
-from ttsgraph.llm.base import Completion, Message, SamplingParams
+from ttsgraph.llm.base import BackendBase, Completion, Message, SamplingParams
 from ttsgraph.models import load_pool
 from ttsgraph.pareto import pareto_front
 from ttsgraph.report import build_report, find_runs, load_run
@@ -32,7 +32,7 @@ SPEED = {SMOL: (0.02, 800.0, 75.0), GEMMA: (0.05, 400.0, 50.0)}  # overhead s, p
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-class SpeedBackend:
+class SpeedBackend(BackendBase):
     """Scripted answers whose reported seconds follow SPEED (no sleeping). A model is right on an
     item unless a hash of (model, question, sample) says otherwise, so graphs differ in accuracy."""
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from ttsgraph.benchmark.results import BenchRow, mean
 from ttsgraph.errors import TtsGraphError
-from ttsgraph.executor import Executor, ItemResult, summarize
+from ttsgraph.evaluator import Evaluator, evaluate_one
+from ttsgraph.executor import ItemResult, summarize
 from ttsgraph.graph import Graph, single
 from ttsgraph.llm.base import Backend, SamplingParams
 from ttsgraph.models import ModelPool
@@ -71,12 +72,13 @@ async def run_self_consistency(backend: Backend, task: Any, model: str, k: int, 
     return list(await asyncio.gather(*(one(item) for item in items)))  # in item order
 
 
-async def run_baselines(backend: Backend, task: Any, pool: ModelPool, space: SearchSpace, items: Sequence[Any],
-                        params: SamplingParams, concurrency: int, progress: Progress | None = None) -> list[BenchRow]:
-    """One row per pool model alone (if it fits) and per model's budget-matched self-consistency
-    (if the budget pays for at least two samples)."""
+async def run_baselines(backend: Backend, evaluator: Evaluator, task: Any, pool: ModelPool, space: SearchSpace,
+                        items: Sequence[Any], params: SamplingParams, concurrency: int,
+                        progress: Progress | None = None) -> list[BenchRow]:
+    """One row per pool model alone (if it fits; a one-node graph run by the evaluator) and per
+    model's budget-matched self-consistency (if the budget pays for at least two samples; its
+    samples are asked of the backend directly: a vote is no graph)."""
     rows: list[BenchRow] = []
-    executor = Executor(backend, pool, task, params=params, concurrency=concurrency)
     emit = progress or (lambda event, info: None)
     for model in space.models:
         graph = single(model)
@@ -84,7 +86,7 @@ async def run_baselines(backend: Backend, task: Any, pool: ModelPool, space: Sea
             continue
         emit("stage", {"name": f"single:{model}", "total": len(items)})
         t0 = time.perf_counter()
-        results = await executor.run_items(graph, items, on_result=lambda r: emit("item", {}))
+        results = await evaluate_one(evaluator, graph, items, params=params, on_result=lambda r: emit("item", {}))
         rows.append(_row_from_results(f"single:{model}", "single", graph, results, pool, task,
                                       time.perf_counter() - t0))
         emit("done", {"name": f"single:{model}"})

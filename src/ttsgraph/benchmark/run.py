@@ -16,7 +16,8 @@ from ttsgraph.benchmark.baselines import Progress, run_baselines
 from ttsgraph.benchmark.config import BenchConfig, check_config, make_budget, optimizer_options, run_dir_for, uses_agent
 from ttsgraph.benchmark.results import BENCH_FILE, BenchResult, BenchRow, RunOutcome, aggregate, compare
 from ttsgraph.errors import TtsGraphError
-from ttsgraph.executor import Executor, summarize
+from ttsgraph.evaluator import Evaluator, LocalEvaluator, evaluate_one
+from ttsgraph.executor import summarize
 from ttsgraph.graph import Graph
 from ttsgraph.jsonutil import to_jsonable
 from ttsgraph.llm.base import Backend, SamplingParams
@@ -32,6 +33,7 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
     from ttsgraph.models import load_pool
     from ttsgraph.profile import find_profile
     from ttsgraph.search.agent_reinforce import default_agent
+    from ttsgraph.search.base import get_optimizer
     from ttsgraph.tasks import load_task
 
     started = time.perf_counter()
@@ -45,29 +47,31 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
         pool.spec(agent_model)  # an unknown agent model fails here, not after an hour of search
     if fake_backend is None:
         check_bindings(pool)
-    backend = build_backend(pool, config.cache, fake=fake_backend)
-    context = SearchContext(backend=backend, task=task, objective="accuracy", profile=find_profile(task, pool))
     params = SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens)
     test_items = task.items("test")[: config.test_limit] if config.test_limit else task.items("test")
     if not test_items:
         raise TtsGraphError(f"task {task.name} has no test items")
+    profile = find_profile(task, pool) if any(get_optimizer(n).reads_profile for n in config.optimizers) else None
     config.out.mkdir(parents=True, exist_ok=True)
     emit = progress or (lambda event, info: None)
 
-    try:
+    async with build_backend(pool, config.cache, fake=fake_backend) as backend:
+        evaluator = LocalEvaluator(backend, pool, task, params=params, concurrency=config.concurrency)
+        context = SearchContext(backend=backend, task=task, objective="accuracy", profile=profile)
         rows: list[BenchRow] = []
         if config.baselines:
-            rows += await run_baselines(backend, task, pool, space, test_items, params, config.concurrency, emit)
-        executor = Executor(backend, pool, task, params=params, concurrency=config.concurrency)
+            rows += await run_baselines(backend, evaluator, task, pool, space, test_items, params,
+                                        config.concurrency, emit)
         for name in config.optimizers:
             runs = []
             for seed in range(config.seeds):
                 emit("stage", {"name": f"{name} seed {seed}", "total": config.iterations * config.batch + len(test_items)})
-                run = await run_study(config, name, seed, task, pool, space, backend, context, params, agent_model,
+                run = await run_study(config, name, seed, task, pool, space, evaluator, context, params, agent_model,
                                       emit)
                 t0 = time.perf_counter()
                 graph = Graph.from_dict(run.graph)
-                results = await executor.run_items(graph, test_items, on_result=lambda r: emit("item", {}))
+                results = await evaluate_one(evaluator, graph, test_items, params=params,
+                                             on_result=lambda r: emit("item", {}))
                 summary = summarize(results, graph, pool, task)
                 run.test_correct = [bool(r.correct) for r in results]
                 run.test_errors = summary.errors
@@ -84,15 +88,11 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
         result.draw_curves(config.out)
         result.seconds = time.perf_counter() - started
         (config.out / BENCH_FILE).write_text(json.dumps(result.to_dict(), indent=2, default=to_jsonable))
-    finally:
-        aclose = getattr(backend, "aclose", None)  # the cache file and any HTTP clients
-        if callable(aclose):
-            await aclose()
     return result
 
 
 async def run_study(config: BenchConfig, name: str, seed: int, task: Any, pool: ModelPool, space: SearchSpace,
-                    backend: Backend, context: SearchContext, params: SamplingParams, agent_model: str,
+                    evaluator: Evaluator, context: SearchContext, params: SamplingParams, agent_model: str,
                     emit: Progress) -> RunOutcome:
     """One optimizer × seed as an ordinary study in its own run directory (resumed if it exists).
     The study does not test: the bench scores every selected graph itself on the shared test
@@ -109,9 +109,8 @@ async def run_study(config: BenchConfig, name: str, seed: int, task: Any, pool: 
             store.set_config("bench", {"optimizer": name, "seed": seed, **config.to_dict()})
         optimizer = get_optimizer(name)(space, seed=seed, iterations=config.iterations, batch=config.batch,
                                         context=context, **optimizer_options(name, config, agent_model))
-        study = Study(store, task, pool, space, optimizer, backend, iterations=config.iterations,
-                      batch=config.batch, seed=seed, select=config.select, concurrency=config.concurrency,
-                      params=params, test_limit=0)
+        study = Study(store, task, pool, space, optimizer, evaluator, iterations=config.iterations,
+                      batch=config.batch, seed=seed, select=config.select, params=params, test_limit=0)
 
         def on_event(event: dict[str, Any]) -> None:
             if event.get("kind") == "item":

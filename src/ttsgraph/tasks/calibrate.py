@@ -73,24 +73,22 @@ async def calibrate(
         backend = LocalBackend()
     items = task.items(split)[:limit]
     report: dict = {"task": task.name, "split": split, "items": len(items), "max_tokens": max_tokens, "models": {}}
-    for model in models:
-        start = time.perf_counter()
-        errors: Counter = Counter()
-        single = await _measure(backend, model, task, items, SamplingParams(temperature=0.1, max_tokens=max_tokens), 1, errors)
-        row = {"single_t0.1": _score(_single(task, items, [t[0] for t in single]))}
-        if vote > 1:
-            hot = await _measure(
-                backend, model, task, items, SamplingParams(temperature=vote_temperature, max_tokens=max_tokens), vote, errors
-            )
-            row[f"one_sample_t{vote_temperature}"] = _score(_single(task, items, [t[0] for t in hot]))
-            voted = [majority_vote(texts, task, item)[0] for texts, item in zip(hot, items)]
-            row[f"majority_of_{vote}_t{vote_temperature}"] = _score(voted)
-        row["backend_errors"] = dict(errors)
-        row["seconds"] = round(time.perf_counter() - start, 1)
-        report["models"][model] = row
-    close = getattr(backend, "aclose", None)
-    if close is not None:
-        await close()
+    async with backend:
+        for model in models:
+            start = time.perf_counter()
+            errors: Counter = Counter()
+            cold = SamplingParams(temperature=0.1, max_tokens=max_tokens)
+            single = await _measure(backend, model, task, items, cold, 1, errors)
+            row = {"single_t0.1": _score(_single(task, items, [t[0] for t in single]))}
+            if vote > 1:
+                hot_params = SamplingParams(temperature=vote_temperature, max_tokens=max_tokens)
+                hot = await _measure(backend, model, task, items, hot_params, vote, errors)
+                row[f"one_sample_t{vote_temperature}"] = _score(_single(task, items, [t[0] for t in hot]))
+                voted = [majority_vote(texts, task, item)[0] for texts, item in zip(hot, items)]
+                row[f"majority_of_{vote}_t{vote_temperature}"] = _score(voted)
+            row["backend_errors"] = dict(errors)
+            row["seconds"] = round(time.perf_counter() - start, 1)
+            report["models"][model] = row
     return report
 
 
