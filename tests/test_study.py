@@ -321,7 +321,7 @@ def test_agent_log_is_drained_into_the_store(tmp_path, pool, task):
                 "ok": True, "error": None, "cached": False})
             return await super().ask()
 
-        def drain_agent_log(self):
+        def drain_exchanges(self):
             out, self.pending = self.pending, []
             return out
 

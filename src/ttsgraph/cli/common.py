@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ttsgraph.cost import PAPER_LENGTHS, TaskLengths
 from ttsgraph.errors import TaskError, TtsGraphError
@@ -42,7 +43,9 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except TtsGraphError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            # One line, never wrapped, the message printed as text (an id like "[x]" is not markup).
+            console.print(Text.assemble(("error: ", "bold red"), str(exc).replace("\n", " ")), soft_wrap=True,
+                          highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
