@@ -272,6 +272,12 @@ class Study:
         results = await evaluate_one(self.evaluator, graph, items, params=self.params, on_result=on_result)
         return results, time.perf_counter() - started
 
+    def _live_best(self) -> float | None:
+        """What the live display calls "best": the pooled accuracy of the graph the selection would
+        pick now (never a screening probe's 1/1), as `selection.best_so_far` draws it."""
+        curve = selection.best_so_far(self.store.trials("search"))
+        return curve[-1].accuracy if curve else None
+
     def _drain_agent(self) -> list[dict[str, Any]]:
         """The optimizer's agent exchanges since the last drain, as dicts for the store."""
         return [ex.to_dict() if hasattr(ex, "to_dict") else dict(ex) for ex in self.optimizer.drain_exchanges()]
@@ -298,8 +304,7 @@ class Study:
         in_flight = {t.position: t for t in stored if t.iteration == iteration}
         cursor = sum(len(t.item_ids) for t in done_before)
         if done_before:
-            accs = [t.accuracy for t in done_before if t.scored and t.candidate]
-            self._best_acc = max(accs) if accs else None
+            self._best_acc = self._live_best()
             self._emit(kind="resume", iteration=iteration, trials=len(done_before), items_used=cursor)
         while cursor < self.budget_items:
             self._emit(kind="ask", iteration=iteration, items_used=cursor)
@@ -327,8 +332,7 @@ class Study:
                     self._eval_seconds += seconds
                 cursor += n
                 evaluations.append(evaluation)
-                if evaluation.scored and evaluation.candidate:  # screening probes are never picks
-                    self._best_acc = max(self._best_acc or 0.0, evaluation.accuracy)
+                self._best_acc = self._live_best()
                 self._emit(kind="trial", iteration=iteration, position=position, accuracy=evaluation.accuracy,
                            utility=evaluation.utility, best_accuracy=self._best_acc,
                            planned_units=evaluation.planned_units, errors=evaluation.errors, items_used=cursor,
