@@ -72,3 +72,20 @@ def test_a_repeated_prompt_draws_a_new_sample_and_resumes_in_step(tmp_path) -> N
     resumed.load_state_dict(state)
     assert asyncio.run(resumed.ask(MSGS))[0] == "reply 1"  # same sample as the uninterrupted run...
     assert resumed.log[-1].cached  # ...served from the cache
+
+
+def test_the_sample_counter_is_bounded_and_keeps_the_recent_requests() -> None:
+    """The counter is part of every stored optimizer state: it must not grow with the rounds."""
+    from ttsgraph.search.agent import ASKED_WINDOW
+
+    client = AgentClient(ScriptedBackend(lambda model, messages, sample: f"reply {sample}"), "m")
+    asyncio.run(client.ask(MSGS))
+    for k in range(ASKED_WINDOW + 10):
+        asyncio.run(client.ask([{"role": "user", "content": f"q{k}"}]))
+        if k % 50 == 0:
+            assert asyncio.run(client.ask(MSGS))[0] != "reply 0"  # recently asked: still counted
+    state = json.loads(json.dumps(client.state_dict()))
+    assert len(state["asked"]) == ASKED_WINDOW
+    resumed = AgentClient(ScriptedBackend(lambda model, messages, sample: f"reply {sample}"), "m")
+    resumed.load_state_dict(state)
+    assert asyncio.run(resumed.ask(MSGS))[0] == asyncio.run(client.ask(MSGS))[0]  # the order survived JSON

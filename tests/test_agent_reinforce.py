@@ -20,7 +20,8 @@ from ttsgraph.llm.router import build_backend
 from ttsgraph.models import load_pool
 from ttsgraph.search import agent_prompts as P
 from ttsgraph.search.agent_reinforce import AgentReinforce
-from ttsgraph.search.base import Evaluation, get_optimizer
+from ttsgraph.search.agent_state import Phase
+from ttsgraph.search.base import Evaluation, SearchContext, get_optimizer
 from ttsgraph.search.space import SearchSpace, counts_of
 from ttsgraph.store import RunStore
 from ttsgraph.study import Study
@@ -121,8 +122,9 @@ def run_study(tmp_path: Any, responder: Callable[..., str], *, iterations: int =
               **options: Any) -> tuple[Any, RunStore, AgentReinforce]:
     pool, task, space = setup or local_setup()
     backend = build_backend(pool, None, fake=ScriptedBackend(responder))
-    options = {"pretest_variants": 2, "agent": pool.output, "profile": {}, **options}
-    opt = AgentReinforce(space, seed=0, iterations=iterations, batch=batch, backend=backend, task=task, **options)
+    options = {"pretest_variants": 2, "agent": pool.output, **options}
+    opt = AgentReinforce(space, seed=0, iterations=iterations, batch=batch,
+                         context=SearchContext(backend=backend, task=task), **options)
     store = RunStore.open(tmp_path / name) if resume else RunStore.create(tmp_path / name)
     study = Study(store, task, pool, space, opt, backend, iterations=iterations, batch=batch, test_limit=0)
     try:
@@ -157,7 +159,7 @@ def test_whole_loop_with_valid_replies(tmp_path: Any) -> None:
         ids = [n.id for n in t.graph.nodes if n.id != "out"]
         assert set(t.graph.edges) == set(zip(ids, ids[1:] + ["out"]))
         assert t.meta["source"] == "agent" and t.meta["attempts"] == 1
-    assert counts_of(trials[4].graph) == counts_of(trials[5].graph) == {m: k for m, k in opt.counts.items() if k}
+    assert counts_of(trials[4].graph) == counts_of(trials[5].graph) == {m: k for m, k in opt.state.counts.items() if k}
     # the second update prompt shows the table the first reply wrote
     second = last_form(agent.calls[2])
     assert set(second["edge_probabilities"].values()) == {0.8, 0.1}
@@ -171,7 +173,7 @@ def test_whole_loop_with_valid_replies(tmp_path: Any) -> None:
 def test_agent_calls_carry_the_json_schema_for_weak_agents(tmp_path: Any) -> None:
     pool, task, space = local_setup()
     backend = ScriptedBackend(Agent([]))
-    opt = AgentReinforce(space, backend=backend, task=task, profile={}, pretest=False)
+    opt = AgentReinforce(space, context=SearchContext(backend=backend, task=task), pretest=False)
     assert opt.agent_model == S  # the largest chat model of the local pool (gemma is a base model)
     asyncio.run(opt.ask())
     schema = json.loads(backend.calls[0].params.json_schema)
@@ -189,7 +191,7 @@ def test_malformed_reply_is_retried_with_the_error_fed_back(tmp_path: Any) -> No
     log = store.agent_log()
     assert (log[1]["kind"], log[1]["ok"]) == ("update", False) and "neither" in log[1]["error"]
     assert (log[2]["kind"], log[2]["ok"]) == ("update-retry", True)
-    assert opt.retry_count == 1
+    assert opt.state.retry_count == 1
 
 
 def test_cyclic_replies_exhaust_the_retries_and_fall_back_to_sampling(tmp_path: Any) -> None:
@@ -197,9 +199,10 @@ def test_cyclic_replies_exhaust_the_retries_and_fall_back_to_sampling(tmp_path: 
     result, store, opt = run_study(tmp_path, agent)
     first = updates(store)[0]
     assert first.meta["source"] == "fallback-sample" and "cycle" in first.meta["fallback"]
-    assert first.meta["attempts"] == 4
+    assert first.meta["attempts"] == 4 and first.meta["retries"] == 3
+    assert "after 4 attempts" in first.meta["fallback"]
     first.graph.validate()
-    assert opt.fallbacks[0]["reason"] == first.meta["fallback"]
+    assert opt.state.fallback_count == 1
     rejected = [e for e in store.agent_log() if not e["ok"]]
     assert len(rejected) == 4 and all("cycle" in e["error"] for e in rejected)
     assert rejected[-1]["meta"]["fallback"].startswith("sampled")
@@ -235,13 +238,14 @@ def test_agent_backend_failure_falls_back_with_the_reason(tmp_path: Any) -> None
 
 def test_init_falls_back_to_random_picks_when_the_agent_cannot_pick(tmp_path: Any) -> None:
     pool, task, space = local_setup()
-    opt = AgentReinforce(space, backend=ScriptedBackend(["no idea"]), task=task, profile={}, agent_retries=1)
+    opt = AgentReinforce(space, context=SearchContext(backend=ScriptedBackend(["no idea"]), task=task),
+                         agent_retries=1)
     proposals = asyncio.run(opt.ask())
-    assert proposals and all(p.meta["phase"] == "pretest" for p in proposals)
-    pending = opt._pending
-    assert pending is not None and pending["fallbacks"][0]["phase"] == "init"
-    assert "after 2 attempts" in pending["fallbacks"][0]["reason"]
-    assert all(p in space.combos() for p in pending["picked"])
+    assert proposals and all(p.meta["phase"] == "pretest" and not p.candidate for p in proposals)
+    assert all("after 2 attempts" in p.meta["fallback"] for p in proposals)  # each trial says why
+    opt.tell([_eval(p, 0.5, space) for p in proposals])
+    assert opt.state.fallback_count == 1 and opt.state.retry_count == 1
+    assert all(p in space.combos() for p in opt.state.picked)
 
 
 def paper_setup(units: float) -> tuple[Any, Any, SearchSpace]:
@@ -295,13 +299,14 @@ def _eval(p: Any, utility: float, space: SearchSpace, latency: float = 1.0) -> E
 
 def test_pretest_keeps_the_best_variant_and_scores_each_on_one_item() -> None:
     pool, task, space = local_setup(4)
-    opt = AgentReinforce(space, backend=ScriptedBackend(Agent([])), task=task, profile={}, batch=3)
+    opt = AgentReinforce(space, context=SearchContext(backend=ScriptedBackend(Agent([])), task=task), batch=3)
     proposals = asyncio.run(opt.ask())
     variants = [p.meta["counts"] for p in proposals]
     # pick 1 = {1 smol, 3 gemma}: drop smollm first, then gemma; pick 3 = {3 smol, 1 gemma}
     assert variants == [{S: 1, G: 3}, {S: 0, G: 3}, {S: 0, G: 2}, {S: 0, G: 1},
                         {S: 3, G: 1}, {S: 2, G: 1}, {S: 1, G: 1}]
     assert all(p.n_items == 1 and all(n.role == "assistant" for n in p.graph.nodes) for p in proposals)
+    assert all(p.candidate is False and "candidate" not in p.meta for p in proposals)  # screening probes
     scores = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
     opt.tell([_eval(p, s, space) for p, s in zip(proposals, scores)])
     (initial,) = asyncio.run(opt.ask())
@@ -319,7 +324,8 @@ def test_state_round_trip_resumes_identically_even_between_ask_and_tell() -> Non
         return out
 
     pool, task, space = local_setup()
-    make = lambda: AgentReinforce(space, seed=3, backend=ScriptedBackend(stateless), task=task, profile={})  # noqa: E731
+    make = lambda: AgentReinforce(space, seed=3, context=SearchContext(backend=ScriptedBackend(stateless),  # noqa: E731
+                                                                       task=task))
     a = make()
     drive(a, 3, space)
     state = json.loads(json.dumps(a.state_dict()))
@@ -362,15 +368,15 @@ def test_a_crashed_study_resumes_to_the_uninterrupted_trials(tmp_path: Any) -> N
 
     assert sig(store) == sig(full_store)
     assert resumed.best.graph.canonical_hash() == full.best.graph.canonical_hash()
-    assert (opt.retry_count, len(opt.fallbacks), opt.counts) == (full_opt.retry_count, len(full_opt.fallbacks),
-                                                                  full_opt.counts)
-    assert full_opt.retry_count > 0  # the run did exercise retries
+    same = lambda st: {k: v for k, v in st.to_dict().items() if k != "last"}  # noqa: E731 (last: measured latency)
+    assert same(opt.state) == same(full_opt.state)
+    assert full_opt.state.retry_count > 0  # the run did exercise retries
 
 
 def test_history_holds_the_last_two_exchanges_and_is_dropped_beyond_five_models() -> None:
     pool, task, space = local_setup()
     agent = Agent([])
-    opt = AgentReinforce(space, backend=ScriptedBackend(agent), task=task, profile={}, pretest=False,
+    opt = AgentReinforce(space, context=SearchContext(backend=ScriptedBackend(agent), task=task), pretest=False,
                          agent_context=0)
     for _ in range(5):
         proposals = asyncio.run(opt.ask())
@@ -382,18 +388,19 @@ def test_history_holds_the_last_two_exchanges_and_is_dropped_beyond_five_models(
 
     pool, task, big = local_setup(6)
     agent = Agent([], init='{"picks": [6, 5]}')  # six smollm workers
-    opt = AgentReinforce(big, backend=ScriptedBackend(agent), task=task, profile={}, pretest=False, agent_context=0)
+    opt = AgentReinforce(big, context=SearchContext(backend=ScriptedBackend(agent), task=task), pretest=False,
+                         agent_context=0)
     for _ in range(4):
         proposals = asyncio.run(opt.ask())
         opt.tell([_eval(p, 0.5, big) for p in proposals])
-    assert sum(opt.counts.values()) == 6
+    assert sum(opt.state.counts.values()) == 6
     assert all(len(call) == 2 for call in agent.calls[1:])
 
 
 def test_small_context_trims_history_and_reply_budget() -> None:
     pool, task, space = local_setup()
     backend = ScriptedBackend(Agent([]))
-    opt = AgentReinforce(space, backend=backend, task=task, profile={}, pretest=False, agent_context=1800)
+    opt = AgentReinforce(space, context=SearchContext(backend=backend, task=task), pretest=False, agent_context=1800)
     for _ in range(4):
         proposals = asyncio.run(opt.ask())
         opt.tell([_eval(p, 0.5, space) for p in proposals])
@@ -411,8 +418,8 @@ def test_latency_objective_uses_the_latency_prompts_and_accepts_unused_nodes() -
 
     pool, task, space = local_setup()
     agent = Agent([drop_one])
-    opt = AgentReinforce(space, backend=ScriptedBackend(agent), task=task, profile={}, pretest=False,
-                         objective="accuracy-latency")
+    opt = AgentReinforce(space, context=SearchContext(backend=ScriptedBackend(agent), task=task,
+                                                      objective="accuracy-latency"), pretest=False)
     (p0,) = asyncio.run(opt.ask())
     opt.tell([_eval(p0, 0.5, space, latency=3.5)])
     (p1,) = asyncio.run(opt.ask())
@@ -437,7 +444,7 @@ def test_text_form_agents_get_the_block_instructions_and_no_schema() -> None:
 
     pool, task, space = local_setup()
     backend = ScriptedBackend(text_reply)
-    opt = AgentReinforce(space, backend=backend, task=task, profile={}, pretest=False, agent_format="text")
+    opt = AgentReinforce(space, context=SearchContext(backend=backend, task=task), pretest=False, agent_format="text")
     (p0,) = asyncio.run(opt.ask())
     opt.tell([_eval(p0, 0.5, space)])
     (p1,) = asyncio.run(opt.ask())
@@ -446,10 +453,10 @@ def test_text_form_agents_get_the_block_instructions_and_no_schema() -> None:
     assert p1.meta["reply_form"] == "text" and p1.meta["source"] == "agent"
     assert set(p1.graph.preds("out")) == {n.id for n in p1.graph.nodes if n.id != "out"}
     opt.tell([_eval(p1, 0.5, space)])
-    assert {v for k, v in opt.table.items() if k.endswith("->out")} == {0.7}
+    assert {v for k, v in opt.state.table.items() if k.endswith("->out")} == {0.7}
 
 
-def test_profile_reaches_the_initialization_prompt(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_callers_profile_reaches_the_initialization_prompt(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from ttsgraph.profile import Profile, profile_path, save_profile
 
     monkeypatch.setenv("TTSGRAPH_HOME", str(tmp_path))
@@ -457,28 +464,61 @@ def test_profile_reaches_the_initialization_prompt(tmp_path: Any, monkeypatch: p
     prof = Profile(task="arithmetic", task_config=task.config_id, pool="local", models=list(pool.models), items=4,
                    source="measured", singles={S: {"accuracy": 0.25}, G: {"accuracy": 0.75}},
                    mixes=[{"counts": {G: 3}, "accuracy": 1.0}], created="2026-01-01T00:00:00Z", key="k")
-    save_profile(prof, profile_path(task, pool, "k"))
     backend = ScriptedBackend(Agent([]))
-    opt = AgentReinforce(space, backend=backend, task=task)  # found by task and pool
-    asyncio.run(opt.ask())
+    asyncio.run(AgentReinforce(space, context=SearchContext(backend=backend, task=task, profile=prof)).ask())
     init = backend.calls[0].messages[-1]["content"]
     assert "gemma-3-270m: 75%" in init and "gemma-3-270m: 3: 100%" in init
+    # the optimizer never looks for files: a stored profile is not used unless the caller passes it
+    save_profile(prof, profile_path(task, pool, "k"))
+    backend = ScriptedBackend(Agent([]))
+    opt = AgentReinforce(space, context=SearchContext(backend=backend, task=task))
+    asyncio.run(opt.ask())
+    assert P.profile_text(None) in backend.calls[0].messages[-1]["content"]
+    assert "profile" not in opt.state_dict()
 
 
-def test_bad_options_are_typed_errors() -> None:
+def test_bad_options_are_typed_errors_naming_the_option() -> None:
     from ttsgraph.errors import TtsGraphError
 
     pool, task, space = local_setup()
-    with pytest.raises(TtsGraphError, match="needs a backend"):
-        AgentReinforce(space, task=task)
-    for bad in ({"proposal": "guess"}, {"objective": "speed"}, {"agent_format": "yaml"}, {"agent": "gpt-9"}):
-        with pytest.raises(TtsGraphError):
-            AgentReinforce(space, backend=ScriptedBackend(["x"]), task=task, **bad)
+    with pytest.raises(TtsGraphError, match="agent-reinforce needs a backend"):
+        AgentReinforce(space, context=SearchContext(task=task))
+    ctx = SearchContext(backend=ScriptedBackend(["x"]), task=task)
+    with pytest.raises(TtsGraphError, match=r"unknown option 'agent_retires' \(valid: .*agent_retries.*pretest_variants"):
+        AgentReinforce(space, context=ctx, agent_retires=2)
+    with pytest.raises(TtsGraphError, match="unknown option 'backend'"):  # runtime objects come in the context
+        AgentReinforce(space, context=ctx, backend=ScriptedBackend(["x"]))
+    for bad, name in (({"proposal": "guess"}, "proposal"), ({"agent_format": "yaml"}, "agent_format"),
+                      ({"agent_retries": -1}, "agent_retries"), ({"edge_p": 1.5}, "edge_p"),
+                      ({"agent": "gpt-9"}, "gpt-9")):
+        with pytest.raises(TtsGraphError, match=name):
+            AgentReinforce(space, context=ctx, **bad)
+    with pytest.raises(TtsGraphError, match="objective 'speed'"):
+        AgentReinforce(space, context=SearchContext(backend=ScriptedBackend(["x"]), objective="speed"))
+
+
+def test_the_state_does_not_grow_with_the_rounds() -> None:
+    """Fallbacks are counted, not listed, and the history keeps `history` turns: the store saves
+    one state per iteration, so per-round growth would make it grow quadratically."""
+    pool, task, space = local_setup()
+    opt = AgentReinforce(space, context=SearchContext(backend=ScriptedBackend(Agent([], then=cyclic_reply)), task=task),
+                         pretest=False, agent_retries=0, agent_context=0)
+    sizes = []
+    for _ in range(12):
+        proposals = asyncio.run(opt.ask())
+        opt.tell([_eval(p, 0.5, space) for p in proposals])
+        opt.drain_exchanges()
+        state = opt.state_dict()
+        state.pop("history", None)  # the base optimizer's (issue 10: a1 removes it)
+        sizes.append(len(json.dumps(state)))
+    assert opt.state.fallback_count == 11 and opt.state.phase is Phase.UPDATE
+    assert json.loads(json.dumps(opt.state_dict()))["phase"] == "update"
+    assert max(sizes[4:]) - min(sizes[4:]) < 200, sizes
 
 
 def test_graph_ids_are_compacted_in_topological_order() -> None:
     from ttsgraph.graph import Node
-    from ttsgraph.search.agent_reinforce import _compact
+    from ttsgraph.search.agent_update import compact as _compact
 
     g = Graph([Node("n3", S), Node("n1", G), Node("n2", S), Node("out", S)],
               [("n3", "n1"), ("n1", "out"), ("n2", "out")], "out")
@@ -490,23 +530,9 @@ def test_graph_ids_are_compacted_in_topological_order() -> None:
 def test_retries_are_asked_hotter_so_a_seeded_agent_does_not_repeat_itself(tmp_path: Any) -> None:
     pool, task, space = local_setup()
     backend = ScriptedBackend(Agent([cyclic_reply] * 4))
-    opt = AgentReinforce(space, backend=backend, task=task, profile={}, pretest=False)
+    opt = AgentReinforce(space, context=SearchContext(backend=backend, task=task), pretest=False)
     (p0,) = asyncio.run(opt.ask())
     opt.tell([_eval(p0, 0.5, space)])
     asyncio.run(opt.ask())
     temps = [c.params.temperature for c in backend.calls[1:]]
     assert temps == pytest.approx([0.1, 0.4, 0.7, 1.0])
-
-
-def test_profile_given_as_a_path(tmp_path: Any) -> None:
-    from ttsgraph.profile import Profile, save_profile
-
-    pool, task, space = local_setup()
-    prof = Profile(task="arithmetic", task_config=None, pool="local", models=list(pool.models), items=3,
-                   source="measured", singles={S: {"accuracy": 1 / 3}, G: {"accuracy": 2 / 3}})
-    save_profile(prof, tmp_path / "profile.json")
-    backend = ScriptedBackend(Agent([]))
-    opt = AgentReinforce(space, backend=backend, task=task, profile=str(tmp_path / "profile.json"))
-    asyncio.run(opt.ask())
-    assert "smollm2-135m: 33%" in backend.calls[0].messages[-1]["content"]
-    assert opt.state_dict()["profile"]["singles"][G]["accuracy"] == pytest.approx(2 / 3)

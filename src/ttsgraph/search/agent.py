@@ -6,20 +6,68 @@ produces the right shape. This client goes through the ordinary `Backend` (so th
 makes a resumed study's agent calls free and deterministic) and records every prompt and reply,
 including failed calls and replies the optimizer later rejects, because a search whose decisions
 cannot be audited cannot be trusted. The study drains the log into the run store's `agent_log`.
+
+The settings every agent optimizer shares (`AgentOptions`) and the one way they build their client
+(`agent_client`) live here too, so `agent-reinforce`, `textgrad` and `hybrid` cannot disagree on
+which model is the agent or what "no backend" means.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ttsgraph.errors import BackendError
+from pydantic import Field
+
+from ttsgraph.errors import BackendError, TtsGraphError
 from ttsgraph.llm.base import Backend, Message, SamplingParams, request_key
+from ttsgraph.search.base import OptimizerOptions, SearchContext
+
+if TYPE_CHECKING:
+    from ttsgraph.models import ModelPool
+    from ttsgraph.search.space import SearchSpace
 
 DEFAULT_AGENT_PARAMS = SamplingParams(temperature=0.1, top_p=1.0, max_tokens=1024)
 """The paper's agent temperature (0.1); a reply budget that fits a JSON graph of ~12 nodes."""
+
+ASKED_WINDOW = 256
+"""How many distinct requests the sample counter remembers (least recently asked forgotten first):
+enough for a stalled search's repeats, and the optimizer state stays the same size every round."""
+
+
+class AgentOptions(OptimizerOptions):
+    """The agent settings of every LLM-driven optimizer (`--opt agent=...` etc.)."""
+
+    agent: str | None = None  # the agent model (a pool model); default: the pool's largest chat model
+    agent_retries: int = Field(3, ge=0)  # a rejected reply is asked again this often, with the error
+    agent_temperature: float = Field(0.1, ge=0.0, le=2.0)  # the paper's agent temperature
+    agent_max_tokens: int | None = Field(None, ge=1)  # the reply budget (default: per optimizer)
+    retry_temperature_step: float = Field(0.3, ge=0.0)  # retry k is asked at temperature + step·k (≤ 1)
+
+
+def default_agent(pool: ModelPool) -> str:
+    """The largest chat model of the pool (a base model can still answer JSON under a grammar)."""
+    ordered = pool.by_size()[::-1]
+    chat = [m for m in ordered if pool.spec(m).chat]
+    return (chat or ordered)[0]
+
+
+def agent_client(optimizer: str, space: SearchSpace, ctx: SearchContext, opts: AgentOptions,
+                 max_tokens: int) -> AgentClient:
+    """The client an agent optimizer talks through: `ctx.backend`, the `agent` option (checked
+    against the pool) or the default agent, the agent's temperature and `agent_max_tokens` (else
+    `max_tokens`). Raises TtsGraphError naming the optimizer when something is missing."""
+    if ctx.backend is None:
+        raise TtsGraphError(f"{optimizer} needs a backend for its agent (SearchContext(backend=...))")
+    pool = space.pool
+    model = opts.agent or default_agent(pool)
+    if model not in pool.specs:
+        raise TtsGraphError(f"{optimizer}: agent model {model!r} is not in the pool ({', '.join(pool.models)})")
+    params = SamplingParams(temperature=opts.agent_temperature, top_p=1.0, max_tokens=opts.agent_max_tokens or max_tokens)
+    return AgentClient(ctx.backend, model, params)
 
 
 @dataclass
@@ -80,7 +128,7 @@ class AgentClient:
         # How often each exact request was sent: the n-th identical request is sample n. With
         # sample 0 every time, a repeated prompt (same graph, same accuracy) would come back from
         # the response cache as the same reply, and the search would stall on one graph.
-        self._asked: dict[str, int] = {}
+        self._asked: OrderedDict[str, int] = OrderedDict()
 
     async def ask(self, messages: list[Message], schema: dict[str, Any] | None = None, *, kind: str = "update",
                   iteration: int = 0, attempt: int = 0, meta: dict[str, Any] | None = None,
@@ -100,8 +148,10 @@ class AgentClient:
         started = time.perf_counter()
         self.calls += 1
         key = request_key(self.model, list(messages), params)
-        sample = self._asked.get(key, 0)
-        self._asked[key] = sample + 1
+        sample = self._asked.pop(key, 0)
+        self._asked[key] = sample + 1  # now the most recently asked
+        while len(self._asked) > ASKED_WINDOW:
+            self._asked.popitem(last=False)
         try:
             completion = await self.backend.complete(self.model, list(messages), params, sample)
         except BackendError as exc:
@@ -140,11 +190,11 @@ class AgentClient:
     def state_dict(self) -> dict[str, Any]:
         """Counters and the exchanges not yet drained (the drained ones live in the run store)."""
         return {"pending": [e.to_dict() for e in self._pending], "total_wall": self.total_wall, "calls": self.calls,
-                "asked": dict(self._asked)}
+                "asked": [[k, n] for k, n in self._asked.items()]}  # a list: the order is the recency
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._pending = [Exchange.from_dict(e) for e in state.get("pending", [])]
         self.log = list(self._pending)
         self.total_wall = float(state.get("total_wall", 0.0))
         self.calls = int(state.get("calls", 0))
-        self._asked = {str(k): int(v) for k, v in state.get("asked", {}).items()}
+        self._asked = OrderedDict((str(k), int(n)) for k, n in state.get("asked", []))

@@ -16,32 +16,31 @@ is logged in the agent transcript and the proposal's meta.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
-from ttsgraph.errors import AgentReplyError, BackendError, TtsGraphError
+from pydantic import Field
+
+from ttsgraph.errors import AgentReplyError
 from ttsgraph.graph_io import to_text
-from ttsgraph.llm.base import Message, SamplingParams
+from ttsgraph.llm.base import Message
 from ttsgraph.search import agent_prompts as P
-from ttsgraph.search.agent import AgentClient, Exchange
+from ttsgraph.search.agent import AgentOptions, Exchange, agent_client
+from ttsgraph.search.agent_loop import ask_parsed
 from ttsgraph.search.agent_replies import extract_json
-from ttsgraph.search.base import Evaluation, Proposal, register
+from ttsgraph.search.base import Evaluation, OptimizerOptions, Proposal, SearchContext, register
 from ttsgraph.search.reinforce import Reinforce
+from ttsgraph.search.space import SearchSpace
 
 _CLIP = (0.01, 0.99)  # a rewritten probability never becomes certain: the gradient can still move it
+SHOWN_DIGITS = 3  # the tables are shown rounded to this many decimals (0.119 stays 0.119)
 
 
-def _softmax_fuser(row: Any) -> float:
-    import numpy as np
+class HybridOptions(AgentOptions, Reinforce.Options):  # type: ignore[misc,name-defined]
+    """`reinforce`'s options plus the agent's, with the hybrid's own defaults."""
 
-    z = np.exp(row - row.max())
-    return float((z / z.sum())[1])
-
-
-def _logit(p: float) -> float:
-    import math
-
-    p = min(max(p, _CLIP[0]), _CLIP[1])
-    return math.log(p / (1 - p))
+    agent_retries: int = Field(2, ge=0)
+    agent_max_tokens: int | None = Field(768, ge=1)
+    retry_temperature_step: float = Field(0.0, ge=0.0)  # retries at the agent's temperature, as before
 
 
 def rewrite_prompt(task: str, edges: dict[str, float], fuser: dict[str, float], scored: list[dict[str, Any]],
@@ -51,7 +50,7 @@ def rewrite_prompt(task: str, edges: dict[str, float], fuser: dict[str, float], 
         f"Task: {task}. We search a multi-agent system for it. {P.SYSTEM_IS_A_DAG}",
         f"Graphs are sampled from a probabilistic graph over worker slots {', '.join(slots)} and the output "
         "node 'out'. Every potential edge is kept with its probability; a node fed only by assistants "
-        "becomes a fuser (reviews and condenses its inputs) with its fuser probability plus 0.5.",
+        "becomes a fuser (reviews and condenses its inputs) with its fuser probability (at least 0.5).",
         f"Models available per worker (unit costs within the budget): {P.counts_text(models)}.",
         "Graphs just sampled and how they scored:",
     ]
@@ -114,75 +113,55 @@ def parse_rewrite(text: str, edge_keys: set[str], slots: set[str]) -> tuple[dict
 
 @register
 class Hybrid(Reinforce):
-    """`hybrid`: the options of `reinforce` plus `backend` (required), `agent` (agent model;
-    default: the pool's largest chat model), `task`, `agent_retries` (2), `agent_max_tokens` (768)."""
+    """`hybrid`: `HybridOptions`; the context gives the backend (required) and the task."""
 
     name = "hybrid"
+    Options: ClassVar[type[OptimizerOptions]] = HybridOptions
+    opts: HybridOptions
 
-    def __init__(self, space: Any, *, seed: int = 0, iterations: int = 10, batch: int = 3, **options: Any) -> None:
-        super().__init__(space, seed=seed, iterations=iterations, batch=batch, **options)
-        backend = options.get("backend")
-        if backend is None:
-            raise TtsGraphError("hybrid needs a backend for its agent (backend=...)")
-        from ttsgraph.search.agent_reinforce import default_agent
-
-        self.agent_model = str(options.get("agent") or default_agent(space.pool))
-        if self.agent_model not in space.pool.specs:
-            raise TtsGraphError(f"agent model {self.agent_model!r} is not in the pool ({', '.join(space.pool.models)})")
-        task = options.get("task")
+    def __init__(self, space: SearchSpace, *, seed: int = 0, iterations: int = 10, batch: int = 3,
+                 context: SearchContext | None = None, **options: Any) -> None:
+        super().__init__(space, seed=seed, iterations=iterations, batch=batch, context=context, **options)
+        self.client = agent_client(self.name, space, self.ctx, self.opts, 768)
+        self.agent_model = self.client.model
+        task = self.ctx.task
         self.task_name = str(getattr(task, "name", task) or "the task")
-        self.retries = int(options.get("agent_retries", 2))
-        params = SamplingParams(temperature=float(options.get("agent_temperature", 0.1)), top_p=1.0,
-                                max_tokens=int(options.get("agent_max_tokens", 768)))
-        self.client = AgentClient(backend, self.agent_model, params)
         self.last_scored: list[dict[str, Any]] = []
         self.rewrites = 0
-        self.fallbacks: list[dict[str, Any]] = []
+        self.fallback_count = 0
 
     # ---- the LLM step ----------------------------------------------------------------------
     def _tables(self) -> tuple[dict[str, float], dict[str, float]]:
-        import numpy as np
-
-        learnt = 1.0 / (1.0 + np.exp(-self.dist.edge_logits))
-        edges = {P.edge_key(u, v): round(float(learnt[i]), 2) for i, (u, v) in enumerate(self.dist.potential)}
-        fuser = {s: round(_softmax_fuser(self.dist.role_logits[k]), 2) for k, s in enumerate(self.dist.ids)}
+        """The distribution as the agent sees it: each edge's probability exactly as the sampler
+        keeps it (`ProbGraph.edge_table`, sparsity shift included) and each slot's fuser probability."""
+        edges = {P.edge_key(r["src"], r["dst"]): round(float(r["prob"]), SHOWN_DIGITS) for r in self.dist.edge_table()}
+        fuser = {s: round(p, SHOWN_DIGITS) for s, p in self.dist.fuser_table().items()}
         return edges, fuser
 
     def _apply(self, edges: dict[str, float], fuser: dict[str, float]) -> None:
-        index = {P.edge_key(u, v): i for i, (u, v) in enumerate(self.dist.potential)}
-        for key, p in edges.items():
-            self.dist.edge_logits[index[key]] = _logit(p)
-        for k, slot in enumerate(self.dist.ids):
-            if slot in fuser:
-                self.dist.role_logits[k] = [0.0, _logit(fuser[slot])]
+        """Write the agent's tables back as the sampler's probabilities (clipped to `_CLIP`)."""
+        clip = lambda p: min(max(p, _CLIP[0]), _CLIP[1])  # noqa: E731
+        by_key = {P.edge_key(u, v): (u, v) for u, v in self.dist.potential}
+        self.dist.set_edge_table({by_key[k]: clip(p) for k, p in edges.items()})
+        self.dist.set_fuser_table({s: clip(p) for s, p in fuser.items()})
 
     async def _rewrite(self, iteration: int) -> dict[str, Any]:
         edges, fuser = self._tables()
-        costs = self.space.unit_costs()
-        prompt = rewrite_prompt(self.task_name, edges, fuser, self.last_scored, list(self.dist.ids), costs)
-        schema = rewrite_schema(list(edges), list(self.dist.ids))
+        prompt = rewrite_prompt(self.task_name, edges, fuser, self.last_scored, list(self.dist.ids),
+                                self.space.unit_costs())
         messages: list[Message] = [{"role": "system", "content": P.SYSTEM}, {"role": "user", "content": prompt}]
-        why = ""
-        for attempt in range(self.retries + 1):
-            try:
-                text, _ = await self.client.ask(messages, schema, kind="rewrite" if not attempt else "rewrite-retry",
-                                                iteration=iteration, attempt=attempt)
-            except BackendError as exc:
-                why = f"agent call failed: {exc.reason}"
-                break
-            try:
-                new_edges, new_fuser = parse_rewrite(text, set(edges), set(self.dist.ids))
-            except AgentReplyError as exc:
-                why = str(exc)
-                self.client.reject(why)
-                messages = messages + [{"role": "assistant", "content": text},
-                                       {"role": "user", "content": P.retry_prompt(why)}]
-                continue
-            self._apply(new_edges, new_fuser)
-            return {"source": "agent-rewrite", "changed": len(new_edges) + len(new_fuser), "attempts": attempt + 1}
-        self.fallbacks.append({"iteration": iteration, "reason": why})
-        self.client.annotate(fallback="kept the gradient's tables")
-        return {"source": "fallback-gradient-tables", "fallback": why}
+        answer = await ask_parsed(self.client, messages, lambda text: parse_rewrite(text, set(edges), set(fuser)),
+                                  kind="rewrite", iteration=iteration, retries=self.opts.agent_retries,
+                                  schema=rewrite_schema(list(edges), list(fuser)),
+                                  retry_step=self.opts.retry_temperature_step)
+        meta: dict[str, Any] = {"attempts": answer.attempts, "retries": answer.retries}
+        if answer.value is None:
+            self.fallback_count += 1
+            self.client.annotate(fallback="kept the gradient's tables")
+            return {"source": "fallback-gradient-tables", "fallback": answer.reason, **meta}
+        new_edges, new_fuser = answer.value
+        self._apply(new_edges, new_fuser)
+        return {"source": "agent-rewrite", "changed": len(new_edges) + len(new_fuser), **meta}
 
     # ---- ask/tell ------------------------------------------------------------------------
     async def ask(self) -> list[Proposal]:
@@ -208,6 +187,7 @@ class Hybrid(Reinforce):
             self.last_scored = [{"graph": to_text(g), "accuracy": e.accuracy, "scored": e.scored} for g, e in scored]
 
     def drain_exchanges(self) -> list[Exchange]:
+        """Agent exchanges since the last drain (the study writes them to the store's agent_log)."""
         return self.client.drain()
 
     def agent_seconds(self) -> float:
@@ -215,13 +195,13 @@ class Hybrid(Reinforce):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update({"last_scored": self.last_scored, "rewrites": self.rewrites, "fallbacks": self.fallbacks,
-                      "agent": self.client.state_dict()})
+        state.update({"last_scored": self.last_scored, "rewrites": self.rewrites,
+                      "fallback_count": self.fallback_count, "agent": self.client.state_dict()})
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: dict[str, Any], **kwargs: Any) -> None:
+        super().load_state_dict(state, **kwargs)
         self.last_scored = list(state.get("last_scored", []))
         self.rewrites = int(state.get("rewrites", 0))
-        self.fallbacks = list(state.get("fallbacks", []))
+        self.fallback_count = int(state.get("fallback_count", 0))
         self.client.load_state_dict(state.get("agent", {}))

@@ -1,0 +1,82 @@
+"""Agent-REINFORCE's initialization (SPEC §4.1, §4.4): the agent's picks among the budget-filling
+model mixes, the smaller variants of each pick, and the one-item pretest that chooses among them.
+
+Kept apart from the update round because it is a different question to the agent (which models,
+not which edges) with its own fallback (random picks), and TextGrad replaces it wholesale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ttsgraph.graph import Graph, Node
+from ttsgraph.search.agent_replies import parse_init_reply
+from ttsgraph.search.agent_state import Counts, Phase
+from ttsgraph.search.base import Evaluation, Proposal
+from ttsgraph.search.space import SearchSpace
+
+PRETEST_EDGE_P = 0.5  # the pretest's random graphs: edges ~ Bern(sigmoid(0)) (SPEC §4.1)
+
+
+def combos_of(space: SearchSpace) -> list[Counts]:
+    """The budget-filling mixes with every pool model listed (0 where unused), smallest model first."""
+    return [{m: int(c.get(m, 0)) for m in space.models} for c in space.combos()]
+
+
+def picks_parser(combos: Sequence[Mapping[str, int]], picks: int, models: Sequence[str]) -> Callable[[str], list[Counts]]:
+    """The parser of an init reply: the picked mixes, every model listed, without duplicates."""
+
+    def parse(text: str) -> list[Counts]:
+        unique: list[Counts] = []
+        for p in parse_init_reply(text, combos, picks):
+            full = {m: int(p.get(m, 0)) for m in models}
+            if full not in unique:
+                unique.append(full)
+        return unique
+
+    return parse
+
+
+def random_picks(combos: Sequence[Counts], picks: int, rng: np.random.Generator) -> list[Counts]:
+    """The fallback when the agent cannot pick: `picks` distinct mixes at random."""
+    return [combos[int(k)] for k in rng.permutation(len(combos))[:picks]]
+
+
+def variants(picked: Sequence[Counts], models: Sequence[str], per_pick: int) -> list[Counts]:
+    """Each pick, then copies with one more of the smallest remaining model removed, up to
+    `per_pick` per pick (SPEC §4.1), without duplicates. `models` is smallest first."""
+    out: list[Counts] = []
+    for pick in picked:
+        chain = [dict(pick)]
+        cur = dict(pick)
+        for model in models:
+            while cur.get(model, 0) > 0 and len(chain) < per_pick:
+                cur = dict(cur)
+                cur[model] -= 1
+                if sum(cur.values()) > 0:
+                    chain.append(cur)
+        for c in chain:
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def pretest_proposals(space: SearchSpace, mixes: Sequence[Counts], rng: np.random.Generator) -> list[Proposal]:
+    """One random all-assistant graph per mix, each scored on one item: a screening probe that
+    chooses the mix and never competes for the selected graph (`candidate=False`)."""
+    proposals = []
+    for k, counts in enumerate(mixes):
+        g = space.random_graph(counts, rng, PRETEST_EDGE_P)
+        g = Graph([Node(n.id, n.model, "assistant") for n in g.nodes], list(g.edges), g.output)
+        proposals.append(Proposal(g, 1, {"phase": Phase.PRETEST.value, "variant": k, "counts": counts},
+                                  candidate=False))
+    return proposals
+
+
+def choose_variant(evaluations: Sequence[Evaluation], rng: np.random.Generator) -> int:
+    """The best-scoring pretest variant, ties broken at random."""
+    scores = [e.utility for e in evaluations]
+    tied = [k for k, s in enumerate(scores) if s == max(scores)]
+    return tied[int(rng.integers(len(tied)))] if len(tied) > 1 else tied[0]
