@@ -29,7 +29,7 @@ what it asked before (the response cache returns the same agent replies, the RNG
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field
@@ -82,6 +82,7 @@ class AgentReinforce(Optimizer):
     opts: UpdateOptions
     initial_edge_prob: ClassVar[float] = 0.0  # the table over the initial graph
     stripped_prompt: ClassVar[bool] = False  # True: update prompts without the insights (TextGrad)
+    reads_profile: ClassVar[bool] = True  # the initialization prompt shows `context.profile`
     picks: ClassVar[int] = 2
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, iterations: int = 10, batch: int = 3,
@@ -270,8 +271,8 @@ class AgentReinforce(Optimizer):
         state["agent"] = self.client.state_dict()
         return state
 
-    def load_state_dict(self, state: dict[str, Any], **kwargs: Any) -> None:
-        super().load_state_dict(state, **kwargs)
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Evaluation] = ()) -> None:
+        super().load_state_dict(state, history)
         self.state = AgentState.from_dict(state)
         self.client.load_state_dict(state.get("agent", {}))
         self._pending = None

@@ -16,6 +16,7 @@ is logged in the agent transcript and the proposal's meta.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -199,8 +200,8 @@ class Hybrid(Reinforce):
                       "fallback_count": self.fallback_count, "agent": self.client.state_dict()})
         return state
 
-    def load_state_dict(self, state: dict[str, Any], **kwargs: Any) -> None:
-        super().load_state_dict(state, **kwargs)
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Evaluation] = ()) -> None:
+        super().load_state_dict(state, history)
         self.last_scored = list(state.get("last_scored", []))
         self.rewrites = int(state.get("rewrites", 0))
         self.fallback_count = int(state.get("fallback_count", 0))

@@ -36,6 +36,7 @@ class TextGrad(AgentReinforce):
     Options: ClassVar[type[AgentOptions]] = UpdateOptions
     initial_edge_prob: ClassVar[float] = 0.5
     stripped_prompt: ClassVar[bool] = True
+    reads_profile: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, iterations: int = 10, batch: int = 3,
                  context: SearchContext | None = None, **options: Any) -> None:
