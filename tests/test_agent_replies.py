@@ -4,6 +4,7 @@ the JSON (schema) form and the paper's text form; prompts and schemas say what t
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -200,3 +201,58 @@ def test_prompts_carry_the_feedback_and_rules() -> None:
         {"counts": {S: 3}, "accuracy": 0.5}], "items": 5})
     assert "1: smollm2-135m: 1, gemma-3-270m: 2" in init and "smollm2-135m: 40%" in init and "smollm2-135m: 3: 50%" in init
     assert "pilot" not in P.init_prompt("arithmetic", COMBOS, None, picks=1, stripped=True)
+
+
+# ---- the ask → parse → retry loop --------------------------------------------------------------
+
+def _loop(replies: list[Any], retries: int = 2, step: float = 0.3) -> tuple[Any, Any]:
+    import asyncio
+
+    from ttsgraph.llm.fake import ScriptedBackend
+    from ttsgraph.search.agent import AgentClient
+    from ttsgraph.search.agent_loop import ask_parsed
+
+    def parse(text: str) -> int:
+        value = extract_json(text).get("n")
+        if not isinstance(value, int):
+            raise AgentReplyError(f"{value!r} is not a number of nodes")
+        return value
+
+    it = iter(replies)
+
+    def respond(model: str, messages: Any, sample: int) -> str:
+        item = next(it)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    backend = ScriptedBackend(respond)
+    client = AgentClient(backend, "m")
+    messages = [{"role": "system", "content": P.SYSTEM}, {"role": "user", "content": "how many?"}]
+    answer = asyncio.run(ask_parsed(client, messages, parse, kind="init", iteration=4, retries=retries,
+                                    retry_step=step))
+    return answer, backend
+
+
+def test_the_loop_feeds_the_error_back_and_asks_hotter() -> None:
+    answer, backend = _loop(['{"n": "x"}', '{"n": [3]}', '{"n": 3}'])
+    assert (answer.value, answer.text, answer.attempts, answer.retries, answer.reason) == (3, '{"n": 3}', 3, 2, "")
+    third = backend.calls[2].messages
+    assert third[-2] == {"role": "assistant", "content": '{"n": [3]}'}
+    assert third[-1]["content"].startswith("Your reply cannot be used: [3] is not a number of nodes")
+    assert [c.params.temperature for c in backend.calls] == pytest.approx([0.1, 0.4, 0.7])
+
+
+def test_the_loop_gives_up_with_the_reason_after_the_last_retry() -> None:
+    answer, backend = _loop(['{"n": "a"}', '{"n": "b"}'], retries=1, step=0.0)
+    assert (answer.value, answer.attempts, answer.retries) == (None, 2, 1)
+    assert answer.reason == "no usable reply after 2 attempts: 'b' is not a number of nodes"
+    assert [c.params.temperature for c in backend.calls] == [0.1, 0.1]
+
+
+def test_a_failing_backend_ends_the_loop_at_once() -> None:
+    from ttsgraph.errors import BackendError
+
+    answer, backend = _loop(['{"n": "a"}', BackendError("connection refused", model="m"), '{"n": 3}'])
+    assert (answer.value, answer.attempts, answer.retries) == (None, 2, 1)
+    assert answer.reason == "agent call failed: connection refused" and len(backend.calls) == 2

@@ -19,7 +19,7 @@ from ttsgraph.graph import Graph
 from ttsgraph.llm.base import Message
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.search import agent_prompts as P
-from ttsgraph.search.base import Evaluation, Proposal, get_optimizer
+from ttsgraph.search.base import Evaluation, Proposal, SearchContext, get_optimizer
 from ttsgraph.search.hybrid import parse_rewrite
 from ttsgraph.search.reinforce import Reinforce, flat_params, realize
 
@@ -215,8 +215,8 @@ def recording_agent(log: list[list[Message]]):  # type: ignore[no-untyped-def]
 def test_textgrad_uses_a_random_mix_the_stripped_prompt_and_a_half_table() -> None:
     space = paper_space()
     calls: list[list[Message]] = []
-    opt = get_optimizer("textgrad")(space, seed=3, iterations=4, batch=3, backend=ScriptedBackend(recording_agent(calls)),
-                                    agent=space.pool.output, task="arithmetic")
+    ctx = SearchContext(backend=ScriptedBackend(recording_agent(calls)), task="arithmetic")
+    opt = get_optimizer("textgrad")(space, seed=3, iterations=4, batch=3, context=ctx, agent=space.pool.output)
     first = asyncio.run(opt.ask())
     assert calls == []  # no agent initialization
     assert first[0].meta["source"] == "random-mix"
@@ -236,9 +236,11 @@ def test_textgrad_uses_a_random_mix_the_stripped_prompt_and_a_half_table() -> No
     assert len(prompt) < len(full) + 2000  # stripped, not the full prompt with extras
 
 
-def test_textgrad_needs_a_backend() -> None:
-    with pytest.raises(TtsGraphError, match="backend"):
+def test_textgrad_needs_a_backend_and_has_no_pretest_option() -> None:
+    with pytest.raises(TtsGraphError, match="textgrad needs a backend"):
         get_optimizer("textgrad")(paper_space(), seed=0)
+    with pytest.raises(TtsGraphError, match=r"textgrad.*unknown option 'pretest' \(valid: .*agent_format"):
+        get_optimizer("textgrad")(paper_space(), context=SearchContext(backend=ScriptedBackend(["x"])), pretest=False)
 
 
 # ---- the hybrid --------------------------------------------------------------------------------
@@ -246,16 +248,15 @@ def test_textgrad_needs_a_backend() -> None:
 def test_hybrid_alternates_gradient_steps_and_llm_rewrites() -> None:
     space = paper_space()
     calls: list[list[Message]] = []
-    opt = get_optimizer("hybrid")(space, seed=0, iterations=6, batch=3, backend=ScriptedBackend(recording_agent(calls)),
-                                  agent=space.pool.output, task="arithmetic")
+    ctx = SearchContext(backend=ScriptedBackend(recording_agent(calls)), task="arithmetic")
+    opt = get_optimizer("hybrid")(space, seed=0, iterations=6, batch=3, context=ctx, agent=space.pool.output)
     steps = []
     for k in range(5):
         props = asyncio.run(opt.ask())
         steps.append(props[0].meta["step"])
         if props[0].meta["step"] == "llm":
             # the echo agent set every edge into the output to 0.7 (before this ask's gradient step)
-            learnt = 1 / (1 + np.exp(-opt.dist.edge_logits))
-            into_out = [learnt[i] for i, (u, v) in enumerate(opt.dist.potential) if v == "out"]
+            into_out = [opt.dist.edge_prob(u, v) for u, v in opt.dist.potential if v == "out"]
             assert np.allclose(into_out, 0.7)
             assert props[0].meta["source"] == "agent-rewrite"
         opt.tell([score(k * 10 + j, p, 0.5) for j, p in enumerate(props)])
@@ -266,19 +267,46 @@ def test_hybrid_alternates_gradient_steps_and_llm_rewrites() -> None:
 
 def test_hybrid_falls_back_to_the_gradient_tables_when_the_agent_cannot_reply_usefully() -> None:
     space = paper_space()
-    opt = get_optimizer("hybrid")(space, seed=0, iterations=6, batch=3, agent_retries=1,
-                                  backend=ScriptedBackend(lambda m, msgs, s: '{"edge_probabilities": {"n9->out": 0.5}}'),
+    ctx = SearchContext(backend=ScriptedBackend(lambda m, msgs, s: '{"edge_probabilities": {"n9->out": 0.5}}'))
+    opt = get_optimizer("hybrid")(space, seed=0, iterations=6, batch=3, agent_retries=1, context=ctx,
                                   agent=space.pool.output)
     props = asyncio.run(opt.ask())
     opt.tell([score(j, p, 1.0) for j, p in enumerate(props)])
-    before = opt.dist.edge_logits.copy()
+    before = opt.dist.edge_table()
     props = asyncio.run(opt.ask())
     assert props[0].meta["source"] == "fallback-gradient-tables"
-    assert "n9->out" in props[0].meta["fallback"]
-    assert np.allclose(opt.dist.edge_logits, before)
+    assert "n9->out" in props[0].meta["fallback"] and (props[0].meta["attempts"], props[0].meta["retries"]) == (2, 1)
+    assert opt.dist.edge_table() == before
+    assert opt.state_dict()["fallback_count"] == 1
     log = opt.drain_exchanges()
     assert len(log) == 2 and not any(e.ok for e in log)  # both attempts rejected, with the reason
     assert all("unknown key" in (e.error or "") for e in log)
+
+
+def test_hybrid_shows_and_writes_the_samplers_own_probabilities() -> None:
+    """Regression (issue 10): the agent was shown sigmoid(logit) (0.5 at start) while the sampler
+    keeps an edge with sigmoid(logit − 2) (0.119), so an agent's 0.9 became 0.549."""
+    space = paper_space()
+    shown: list[dict[str, float]] = []
+
+    def agent(model: str, messages: list[Message], sample: int) -> str:
+        text = messages[-1]["content"]
+        edges = json.loads(text.split("Current edge probabilities:\n", 1)[1].split("\n", 1)[0])
+        fuser = json.loads(text.split("Current fuser probabilities:\n", 1)[1].split("\n", 1)[0])
+        shown.append(edges)
+        return json.dumps({"edge_probabilities": {**edges, "n1->out": 0.9}, "fuser_probabilities": fuser})
+
+    opt = get_optimizer("hybrid")(space, seed=0, iterations=8, batch=3, agent=space.pool.output,
+                                  context=SearchContext(backend=ScriptedBackend(agent)))
+    for k in range(4):  # utility 0 everywhere: no gradient, only the agent moves the distribution
+        props = asyncio.run(opt.ask())
+        opt.tell([score(10 * k + j, p, 0.0) for j, p in enumerate(props)])
+    assert len(shown) == 2
+    assert shown[0]["n1->out"] == pytest.approx(0.119, abs=1e-3)  # what the sampler uses at the start
+    assert set(shown[0].values()) == {0.119}  # sigmoid(0 − 2), rounded to the shown digits
+    assert opt.dist.edge_prob("n1", "out") == pytest.approx(0.9)  # the sampler keeps it with the agent's p
+    assert shown[1]["n1->out"] == 0.9  # and the agent reads back what it wrote
+    assert shown[1]["n2->out"] == pytest.approx(0.119, abs=1e-3)
 
 
 def test_parse_rewrite_names_what_is_wrong() -> None:
@@ -287,7 +315,7 @@ def test_parse_rewrite_names_what_is_wrong() -> None:
         {"n1->out": 0.9}, {})
     with pytest.raises(AgentReplyError, match="n3->out"):
         parse_rewrite('{"edge_probabilities": {"n3->out": 0.9}}', keys, slots)
-    with pytest.raises(AgentReplyError, match=r"not in \[0, 1\]"):
+    with pytest.raises(AgentReplyError, match=r"outside \[0, 1\]"):
         parse_rewrite('{"fuser_probabilities": {"n1": 1.5}}', keys, slots)
     with pytest.raises(AgentReplyError, match="not a number"):
         parse_rewrite('{"edge_probabilities": {"n1->out": "high"}}', keys, slots)

@@ -41,11 +41,13 @@ enough for a stalled search's repeats, and the optimizer state stays the same si
 class AgentOptions(OptimizerOptions):
     """The agent settings of every LLM-driven optimizer (`--opt agent=...` etc.)."""
 
-    agent: str | None = None  # the agent model (a pool model); default: the pool's largest chat model
-    agent_retries: int = Field(3, ge=0)  # a rejected reply is asked again this often, with the error
-    agent_temperature: float = Field(0.1, ge=0.0, le=2.0)  # the paper's agent temperature
-    agent_max_tokens: int | None = Field(None, ge=1)  # the reply budget (default: per optimizer)
-    retry_temperature_step: float = Field(0.3, ge=0.0)  # retry k is asked at temperature + step·k (≤ 1)
+    agent: str | None = Field(None, description="the agent model, a pool model (default: the pool's largest "
+                                                "chat model)")
+    agent_retries: int = Field(3, ge=0, description="a rejected reply is asked again this often, with the error")
+    agent_temperature: float = Field(0.1, ge=0.0, le=2.0, description="the agent's temperature (the paper's 0.1)")
+    agent_max_tokens: int | None = Field(None, ge=1, description="the reply budget (default: per optimizer)")
+    retry_temperature_step: float = Field(0.3, ge=0.0, description="retry k is asked at temperature + step·k "
+                                                                    "(at most 1)")
 
 
 def default_agent(pool: ModelPool) -> str:

@@ -56,18 +56,21 @@ T = TypeVar("T")
 class UpdateOptions(AgentOptions):
     """The options of an optimizer whose agent writes the next graph (`agent-reinforce`, `textgrad`)."""
 
-    proposal: Literal["agent", "sample"] = "agent"  # take the agent's graph, or sample from its table
-    agent_format: Literal["json", "text"] = "json"  # JSON Schema-constrained, or the paper's text blocks
-    history: int = Field(2, ge=0)  # earlier exchanges shown to the agent
-    agent_context: int | None = Field(None, ge=0)  # tokens; None: 2048 for a local agent, else unlimited; 0: unlimited
-    edge_p: float = Field(DEFAULT_EDGE_P, ge=0.0, le=1.0)  # the initial graph's edge density
+    proposal: Literal["agent", "sample"] = Field("agent", description="take the agent's graph as written, or "
+                                                                      "sample one from its table")
+    agent_format: Literal["json", "text"] = Field("json", description="JSON Schema-constrained replies, or the "
+                                                                      "paper's text blocks")
+    history: int = Field(2, ge=0, description="earlier exchanges shown to the agent")
+    agent_context: int | None = Field(None, ge=0, description="the agent's context in tokens (default: 2048 for "
+                                                              "a local agent, else unlimited; 0: unlimited)")
+    edge_p: float = Field(DEFAULT_EDGE_P, ge=0.0, le=1.0, description="the initial graph's edge density")
 
 
 class AgentReinforceOptions(UpdateOptions):
     """`agent-reinforce`'s options: the update options plus the pretest."""
 
-    pretest: bool = True  # score variants of the picks on one item each to choose the mix
-    pretest_variants: int = Field(5, ge=1)  # variants per pick
+    pretest: bool = Field(True, description="score variants of the picks on one item each to choose the mix")
+    pretest_variants: int = Field(5, ge=1, description="variants per pick")
 
 
 @register

@@ -210,7 +210,8 @@ def _graph_from_json(data: Any, rules: Rules) -> Graph:
     return Graph(nodes, list(dict.fromkeys(edges)), rules.output_id)
 
 
-def _prob(value: Any, where: str) -> float:
+def probability(value: Any, where: str) -> float:
+    """A probability the agent wrote, as a float in [0, 1]; else AgentReplyError naming `where`."""
     try:
         p = float(value)
     except (TypeError, ValueError):
@@ -240,7 +241,7 @@ def _table_from_json(data: Any, rules: Rules) -> dict[tuple[str, str], float]:
             if len(parts) != 2:
                 raise AgentReplyError(f"edge_probabilities key {key!r} must look like \"src->dst\"")
             edge = _edge_of(_clean_id(parts[0]), _clean_id(parts[1]), rules, f"edge {key!r}")
-            table[edge] = _prob(value, f"edge {key!r}")
+            table[edge] = probability(value, f"edge {key!r}")
     elif isinstance(data, list):
         for k, row in enumerate(data):
             if isinstance(row, str):
@@ -249,7 +250,7 @@ def _table_from_json(data: Any, rules: Rules) -> dict[tuple[str, str], float]:
             if not isinstance(row, dict) or not {"src", "dst"} <= set(row):
                 raise AgentReplyError(f"edge_probabilities[{k}] must have src, dst and p")
             edge = _edge_of(_clean_id(row["src"]), _clean_id(row["dst"]), rules, f"edge_probabilities[{k}]")
-            table[edge] = _prob(row.get("p", row.get("prob")), f"edge_probabilities[{k}]")
+            table[edge] = probability(row.get("p", row.get("prob")), f"edge_probabilities[{k}]")
     else:
         raise AgentReplyError('"edge_probabilities" must map "src->dst" to a probability')
     return table
@@ -260,7 +261,7 @@ def _table_from_lines(text: str, rules: Rules) -> dict[tuple[str, str], float]:
     for m in _TABLE_LINE.finditer(text):
         where = f"table line {m.group(0)!r}"
         edge = _edge_of(_clean_id(m.group("src")), _clean_id(m.group("dst")), rules, where)
-        table[edge] = _prob(m.group("p"), where)
+        table[edge] = probability(m.group("p"), where)
     return table
 
 

@@ -8,6 +8,12 @@ with the graphs just scored and their accuracies, let it rewrite the tables, the
 graph from the rewritten distribution. Every ask spends one batch, like every other optimizer,
 and every scored graph also feeds the gradient.
 
+The tables the agent reads and writes are the sampler's own probabilities (`ProbGraph.edge_table`
+/ `fuser_table` and their setters): an edge shown as 0.119 is kept 11.9 % of the time, and an
+edge the agent sets to 0.9 is kept 90 % of the time. (Showing the raw sigmoid(logit) instead, as
+an earlier version did, told the agent 0.5 for an edge the sampler kept 11.9 % of the time, and
+turned its 0.9 into 0.549.)
+
 A reply that does not parse (unknown edge, probability outside [0, 1], no JSON) is retried with
 the error; if every attempt fails the tables are left as the gradient made them, and the reason
 is logged in the agent transcript and the proposal's meta.
@@ -27,7 +33,7 @@ from ttsgraph.llm.base import Message
 from ttsgraph.search import agent_prompts as P
 from ttsgraph.search.agent import AgentOptions, Exchange, agent_client
 from ttsgraph.search.agent_loop import ask_parsed
-from ttsgraph.search.agent_replies import extract_json
+from ttsgraph.search.agent_replies import extract_json, probability
 from ttsgraph.search.base import Evaluation, OptimizerOptions, Proposal, SearchContext, register
 from ttsgraph.search.reinforce import Reinforce
 from ttsgraph.search.space import SearchSpace
@@ -39,9 +45,10 @@ SHOWN_DIGITS = 3  # the tables are shown rounded to this many decimals (0.119 st
 class HybridOptions(AgentOptions, Reinforce.Options):  # type: ignore[misc,name-defined]
     """`reinforce`'s options plus the agent's, with the hybrid's own defaults."""
 
-    agent_retries: int = Field(2, ge=0)
-    agent_max_tokens: int | None = Field(768, ge=1)
-    retry_temperature_step: float = Field(0.0, ge=0.0)  # retries at the agent's temperature, as before
+    agent_retries: int = Field(2, ge=0, description="a rejected rewrite is asked again this often")
+    agent_max_tokens: int | None = Field(768, ge=1, description="the rewrite's reply budget")
+    retry_temperature_step: float = Field(0.0, ge=0.0, description="retry k at temperature + step·k (default: "
+                                                                    "retries at the agent's temperature)")
 
 
 def rewrite_prompt(task: str, edges: dict[str, float], fuser: dict[str, float], scored: list[dict[str, Any]],
@@ -99,13 +106,7 @@ def parse_rewrite(text: str, edge_keys: set[str], slots: set[str]) -> tuple[dict
         for key, value in table.items():
             if key not in known:
                 raise AgentReplyError(f"{field}: unknown key {key!r} (known: {', '.join(sorted(known)[:8])}, …)")
-            try:
-                p = float(value)
-            except (TypeError, ValueError):
-                raise AgentReplyError(f"{field}[{key!r}]: {value!r} is not a number") from None
-            if not 0.0 <= p <= 1.0:
-                raise AgentReplyError(f"{field}[{key!r}]: probability {p} is not in [0, 1]")
-            parsed[key] = p
+            parsed[key] = probability(value, f"{field}[{key!r}]")
         out.append(parsed)
     if not out[0] and not out[1]:
         raise AgentReplyError("the reply changes no probability: give edge_probabilities and fuser_probabilities")
