@@ -42,6 +42,10 @@ _CLIP = (0.01, 0.99)  # a rewritten probability never becomes certain: the gradi
 SHOWN_DIGITS = 3  # the tables are shown rounded to this many decimals (0.119 stays 0.119)
 
 
+def _clip(p: float) -> float:
+    return min(max(p, _CLIP[0]), _CLIP[1])
+
+
 class HybridOptions(AgentOptions, Reinforce.Options):  # type: ignore[misc,name-defined]
     """`reinforce`'s options plus the agent's, with the hybrid's own defaults."""
 
@@ -142,10 +146,9 @@ class Hybrid(Reinforce):
 
     def _apply(self, edges: dict[str, float], fuser: dict[str, float]) -> None:
         """Write the agent's tables back as the sampler's probabilities (clipped to `_CLIP`)."""
-        clip = lambda p: min(max(p, _CLIP[0]), _CLIP[1])  # noqa: E731
         by_key = {P.edge_key(u, v): (u, v) for u, v in self.dist.potential}
-        self.dist.set_edge_table({by_key[k]: clip(p) for k, p in edges.items()})
-        self.dist.set_fuser_table({s: clip(p) for s, p in fuser.items()})
+        self.dist.set_edge_table({by_key[k]: _clip(p) for k, p in edges.items()})
+        self.dist.set_fuser_table({s: _clip(p) for s, p in fuser.items()})
 
     async def _rewrite(self, iteration: int) -> dict[str, Any]:
         edges, fuser = self._tables()
