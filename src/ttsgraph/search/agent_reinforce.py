@@ -152,8 +152,7 @@ class AgentReinforce(Optimizer):
         combos = combos_of(self.space)
         if not combos:
             raise TtsGraphError(f"{self.name}: the budget admits no model mix")
-        retries = fallbacks = 0
-        fallback = ""
+        retries, why = 0, ""  # why: the reason the picks are random (the agent gave no usable reply)
         if len(combos) == 1:
             picked = [combos[0]]
         else:
@@ -166,21 +165,21 @@ class AgentReinforce(Optimizer):
             retries = answer.retries
             picked = answer.value or random_picks(combos, self.picks, self.rng)
             if answer.value is None:
-                fallback, fallbacks = answer.reason, 1
+                why = answer.reason
                 self.client.annotate(fallback="picked model mixes at random")
         mixes = variants(picked, self.model_order, opts.pretest_variants)
         if not opts.pretest or len(mixes) == 1:  # no pretest: the initial graph with the first pick
             proposals = self._ask_initial(picked[0])
             assert self._pending is not None
             self._pending.picked, self._pending.variants = picked, mixes
-            self._pending.retries, self._pending.fallbacks = retries, fallbacks
+            self._pending.retries, self._pending.fallbacks = retries, int(bool(why))
         else:
-            self._pending = Pending(Phase.PRETEST, retries=retries, fallbacks=fallbacks, picked=picked,
+            self._pending = Pending(Phase.PRETEST, retries=retries, fallbacks=int(bool(why)), picked=picked,
                                     variants=mixes)
             proposals = pretest_proposals(self.space, mixes, self.rng)
-        for p in proposals:  # the trials record why the mixes were not the agent's
-            if fallback:
-                p.meta["fallback"] = fallback
+        if why:  # the trials record why the mixes were not the agent's
+            for p in proposals:
+                p.meta["fallback"] = why
         return proposals
 
     def _ask_initial(self, counts: Counts) -> list[Proposal]:
