@@ -354,7 +354,7 @@ def test_a_crashed_study_resumes_to_the_uninterrupted_trials(tmp_path: Any) -> N
     def crashing(model: str, messages: list[dict[str, str]], sample: int) -> str:
         if messages[0]["content"] != P.SYSTEM:
             calls["n"] += 1
-            if calls["n"] == 23:
+            if calls["n"] == 35:  # mid-updates: the last stored iteration made agent calls
                 raise Crash("kill -9")
         return stateless(model, messages, sample)
 
@@ -369,6 +369,12 @@ def test_a_crashed_study_resumes_to_the_uninterrupted_trials(tmp_path: Any) -> N
                  t.meta.get("attempts")) for t in s.trials("search")]
 
     assert sig(store) == sig(full_store)
+
+    def log_sig(s: RunStore) -> list[tuple[Any, ...]]:
+        return [(e["kind"], e["iteration"], e["meta"].get("attempt"), e["ok"]) for e in s.agent_log()]
+
+    # every exchange stored once (regression: the resumed state handed the last stored ones out again)
+    assert log_sig(store) == log_sig(full_store)
     assert resumed.best.graph.canonical_hash() == full.best.graph.canonical_hash()
     same = lambda st: {k: v for k, v in st.to_dict().items() if k != "last"}  # noqa: E731 (last: measured latency)
     assert same(opt.state) == same(full_opt.state)

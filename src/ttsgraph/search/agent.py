@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +32,9 @@ if TYPE_CHECKING:
 DEFAULT_AGENT_PARAMS = SamplingParams(temperature=0.1, top_p=1.0, max_tokens=1024)
 """The paper's agent temperature (0.1); a reply budget that fits a JSON graph of ~12 nodes."""
 
-ASKED_WINDOW = 256
-"""How many distinct requests the sample counter remembers (least recently asked forgotten first):
-enough for a stalled search's repeats, and the optimizer state stays the same size every round."""
+SAMPLES_PER_ROUND = 1000
+"""Sample indices reserved per optimizer round: request n (n-th identical one) of round i is
+sample i·1000 + n, so no two rounds ever share a cached reply."""
 
 
 class AgentOptions(OptimizerOptions):
@@ -103,13 +102,6 @@ class Exchange:
         d.update({k: v for k, v in self.meta.items() if k not in d})
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Exchange:
-        known = {k: d[k] for k in cls._FIELDS if k in d}
-        meta = dict(d.get("meta") or {})
-        meta.update({k: v for k, v in d.items() if k not in cls._FIELDS and k != "meta"})
-        return cls(**known, meta=meta)
-
 
 class AgentClient:
     """Calls `model` through `backend` as the optimizer's agent.
@@ -127,10 +119,12 @@ class AgentClient:
         self._pending: list[Exchange] = []
         self.total_wall = 0.0
         self.calls = 0
-        # How often each exact request was sent: the n-th identical request is sample n. With
-        # sample 0 every time, a repeated prompt (same graph, same accuracy) would come back from
-        # the response cache as the same reply, and the search would stall on one graph.
-        self._asked: OrderedDict[str, int] = OrderedDict()
+        # The sample index of a request: its round and how often this exact request was sent in
+        # that round. With sample 0 every time, a repeated prompt (same graph, same accuracy, a
+        # later round) would come back from the response cache as the same reply, and the search
+        # would stall on one graph. Only the current round is counted, so the state stays small.
+        self._round = 0
+        self._asked: dict[str, int] = {}
 
     async def ask(self, messages: list[Message], schema: dict[str, Any] | None = None, *, kind: str = "update",
                   iteration: int = 0, attempt: int = 0, meta: dict[str, Any] | None = None,
@@ -150,10 +144,11 @@ class AgentClient:
         started = time.perf_counter()
         self.calls += 1
         key = request_key(self.model, list(messages), params)
-        sample = self._asked.pop(key, 0)
-        self._asked[key] = sample + 1  # now the most recently asked
-        while len(self._asked) > ASKED_WINDOW:
-            self._asked.popitem(last=False)
+        if iteration != self._round:
+            self._round, self._asked = iteration, {}
+        n = self._asked.get(key, 0)
+        self._asked[key] = n + 1
+        sample = iteration * SAMPLES_PER_ROUND + n
         try:
             completion = await self.backend.complete(self.model, list(messages), params, sample)
         except BackendError as exc:
@@ -190,13 +185,13 @@ class AgentClient:
         self._pending.append(exchange)
 
     def state_dict(self) -> dict[str, Any]:
-        """Counters and the exchanges not yet drained (the drained ones live in the run store)."""
-        return {"pending": [e.to_dict() for e in self._pending], "total_wall": self.total_wall, "calls": self.calls,
-                "asked": [[k, n] for k, n in self._asked.items()]}  # a list: the order is the recency
+        """Counters only: the exchanges belong to the run store, which the study fills from `drain()`
+        right after taking this state (kept here too, they were stored twice on resume)."""
+        return {"total_wall": self.total_wall, "calls": self.calls, "round": self._round, "asked": dict(self._asked)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._pending = [Exchange.from_dict(e) for e in state.get("pending", [])]
-        self.log = list(self._pending)
+        self._pending, self.log = [], []
         self.total_wall = float(state.get("total_wall", 0.0))
         self.calls = int(state.get("calls", 0))
-        self._asked = OrderedDict((str(k), int(n)) for k, n in state.get("asked", []))
+        self._round = int(state.get("round", 0))
+        self._asked = {str(k): int(n) for k, n in state.get("asked", {}).items()}

@@ -45,9 +45,8 @@ from ttsgraph.search.agent_loop import Answer, ask_parsed
 from ttsgraph.search.agent_replies import parse_update_reply
 from ttsgraph.search.agent_state import AgentState, Counts, Pending, Phase
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal, SearchContext, register
-from ttsgraph.search.space import SearchSpace, counts_of
+from ttsgraph.search.space import DEFAULT_EDGE_P, SearchSpace, counts_of
 
-DEFAULT_EDGE_P = 0.119  # sigmoid(-2): GPTSwarm's initial edge density (SPEC §3.2)
 OBJECTIVES = ("accuracy", "accuracy-latency")
 LOCAL_AGENT_CONTEXT = 2048  # tokens: an embedded agent's default context window
 T = TypeVar("T")

@@ -19,7 +19,9 @@ from ttsgraph.graph import Graph, Node
 from ttsgraph.llm.base import Message
 from ttsgraph.search import agent_prompts as P
 from ttsgraph.search.agent_replies import Rules
-from ttsgraph.search.space import OUTPUT_ID, ProbGraph, SearchSpace, fix_roles, worker_id
+from ttsgraph.search.prob_graph import ProbGraph
+from ttsgraph.search.role_rules import fix_roles
+from ttsgraph.search.space import OUTPUT_ID, SearchSpace, worker_id
 
 HISTORY_MAX_MODELS = 5  # with more worker nodes than this the history is dropped (context control, SPEC §4.1)
 CHARS_PER_TOKEN = 3.5  # conservative estimate used to keep prompts inside a small agent's context

@@ -46,7 +46,7 @@ def _clip(p: float) -> float:
     return min(max(p, _CLIP[0]), _CLIP[1])
 
 
-class HybridOptions(AgentOptions, Reinforce.Options):  # type: ignore[misc,name-defined]
+class HybridOptions(AgentOptions, Reinforce.Options):
     """`reinforce`'s options plus the agent's, with the hybrid's own defaults."""
 
     agent_retries: int = Field(2, ge=0, description="a rejected rewrite is asked again this often")
@@ -171,7 +171,7 @@ class Hybrid(Reinforce):
     # ---- ask/tell ------------------------------------------------------------------------
     async def ask(self) -> list[Proposal]:
         llm_step = self.asks % 2 == 1 and bool(self.last_scored)
-        final = self.do_realize and self.iterations > 1 and self.asks + 1 == self.iterations
+        final = self.opts.realize and self.iterations > 1 and self.asks + 1 == self.iterations
         if not llm_step or final:
             proposals = await super().ask()
             for p in proposals:
