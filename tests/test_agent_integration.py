@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from ttsgraph.cost import Budget
+from ttsgraph.evaluator import LocalEvaluator
 from ttsgraph.llm.base import SamplingParams
 from ttsgraph.llm.router import build_backend
 from ttsgraph.models import load_pool
 from ttsgraph.search.agent_reinforce import AgentReinforce
+from ttsgraph.search.base import SearchContext
 from ttsgraph.store import RunStore
 from ttsgraph.study import Study
 from ttsgraph.tasks import load_task
@@ -29,17 +31,16 @@ def test_small_real_search_with_a_local_json_constrained_agent(tmp_path: Any) ->
     space = SearchSpace(pool, task.lengths, space_budget)
     backend = build_backend(pool, tmp_path / "cache.sqlite")
     iterations, batch = 3, 2
-    opt = AgentReinforce(space, seed=0, iterations=iterations, batch=batch, backend=backend, task=task,
-                         agent="smollm2-135m", profile={}, pretest_variants=1, agent_max_tokens=400)
+    opt = AgentReinforce(space, seed=0, iterations=iterations, batch=batch,
+                         context=SearchContext(backend=backend, task=task), agent="smollm2-135m", pretest_variants=1,
+                         agent_max_tokens=400)
     store = RunStore.create(tmp_path / "run")
 
     async def main() -> Any:
-        study = Study(store, task, pool, space, opt, backend, iterations=iterations, batch=batch, test_limit=2,
-                      params=SamplingParams(max_tokens=32))
-        try:
+        study = Study(store, task, pool, space, opt, LocalEvaluator(backend, pool, task), iterations=iterations,
+                      batch=batch, test_limit=2, params=SamplingParams(max_tokens=32))
+        async with backend:
             return await study.run()
-        finally:
-            await backend.aclose()  # type: ignore[attr-defined]
 
     result = asyncio.run(main())
     trials = store.trials("search")
