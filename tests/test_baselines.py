@@ -307,6 +307,7 @@ def test_hybrid_shows_and_writes_the_samplers_own_probabilities() -> None:
     assert opt.dist.edge_prob("n1", "out") == pytest.approx(0.9)  # the sampler keeps it with the agent's p
     assert shown[1]["n1->out"] == 0.9  # and the agent reads back what it wrote
     assert shown[1]["n2->out"] == pytest.approx(0.119, abs=1e-3)
+    assert opt.dist.fuser_table() == pytest.approx(dict.fromkeys(opt.dist.ids, 1.0), abs=1e-5)  # π 0.5 + prior 0.5
 
 
 def test_parse_rewrite_names_what_is_wrong() -> None:

@@ -38,7 +38,7 @@ from ttsgraph.search.base import Evaluation, OptimizerOptions, Proposal, SearchC
 from ttsgraph.search.reinforce import Reinforce
 from ttsgraph.search.space import SearchSpace
 
-_CLIP = (0.01, 0.99)  # a rewritten probability never becomes certain: the gradient can still move it
+_CLIP = (0.01, 0.99)  # a rewritten edge never becomes certain: the gradient can still move it
 SHOWN_DIGITS = 3  # the tables are shown rounded to this many decimals (0.119 stays 0.119)
 
 
@@ -145,10 +145,12 @@ class Hybrid(Reinforce):
         return edges, fuser
 
     def _apply(self, edges: dict[str, float], fuser: dict[str, float]) -> None:
-        """Write the agent's tables back as the sampler's probabilities (clipped to `_CLIP`)."""
+        """Write the agent's tables back as the sampler's probabilities: edges clipped to `_CLIP`,
+        fuser probabilities as written (the setter keeps them in the prior's reachable [0.5, 1], where
+        even 1 is a finite logit)."""
         by_key = {P.edge_key(u, v): (u, v) for u, v in self.dist.potential}
         self.dist.set_edge_table({by_key[k]: _clip(p) for k, p in edges.items()})
-        self.dist.set_fuser_table({s: _clip(p) for s, p in fuser.items()})
+        self.dist.set_fuser_table(fuser)
 
     async def _rewrite(self, iteration: int) -> dict[str, Any]:
         edges, fuser = self._tables()
