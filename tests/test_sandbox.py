@@ -220,3 +220,94 @@ def test_humaneval_grades_partial_and_completion_style_replies():
     grade = task.grade(item, wrong)
     assert not grade.correct and "exit" in grade.detail
     assert task.grade(item, "I am not able to write code.").extracted is None
+
+
+def test_code_has_no_capabilities_and_no_new_privileges(kind):
+    code = "print(''.join(l for l in open('/proc/self/status') if l.startswith(('Cap', 'NoNewPrivs'))))"
+    result = run_python(code, sandbox=kind)
+    assert result.ok, result.stderr
+    fields = dict(line.split(":") for line in result.stdout.split("\n") if ":" in line)
+    for name in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(fields[name].strip(), 16) == 0, (name, fields[name])
+    assert fields["NoNewPrivs"].strip() == "1"
+
+
+_MOUNT_ATTACKS = textwrap.dedent(
+    """
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
+    def attempt():
+        out = {}
+        out["remount_root_rw"] = libc.mount(None, b"/", None, MS_REMOUNT | MS_BIND, None)
+        out["umount_tmp"] = libc.umount2(b"/tmp", 0)
+        out["umount_tmp_lazy"] = libc.umount2(b"/tmp", 2)
+        out["mount_tmpfs_usr"] = libc.mount(b"x", b"/usr", b"tmpfs", 0, None)
+        return out
+    results = {"as_is": attempt()}
+    # A fresh user + mount namespace gives the code every capability again, over copies of the mounts.
+    if libc.unshare(0x10000000 | 0x20000) == 0:
+        uid, gid = os.getuid(), os.getgid()
+        for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+            try:
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+            except OSError:
+                pass
+        results["nested"] = attempt()
+    else:
+        results["nested"] = "refused"
+    print(results)
+    """
+)
+
+
+def test_mounts_cannot_be_remounted_or_unmounted_and_no_namespace_regains_capabilities(kind):
+    result = run_python(_MOUNT_ATTACKS, sandbox=kind)
+    assert result.ok, result.stderr
+    results = eval(result.stdout)  # noqa: S307 - the dict printed by our own program above
+    assert results["as_is"] == {"remount_root_rw": -1, "umount_tmp": -1, "umount_tmp_lazy": -1, "mount_tmpfs_usr": -1}
+    assert results["nested"] == "refused"  # no user namespace of its own: no capabilities to regain
+
+
+def test_host_directories_stay_unwritable_after_mount_attacks(tmp_path, kind):
+    os.chmod(tmp_path, 0o777)  # even a world-writable host directory
+    target = tmp_path / "escape.txt"
+    code = _MOUNT_ATTACKS + textwrap.dedent(
+        f"""
+        for path in ({str(target)!r}, "/usr/escape.txt", "/var/tmp/escape.txt"):
+            try:
+                open(path, "w").write("x")
+                print("written", path)
+            except OSError:
+                pass
+        """
+    )
+    result = run_python(code, sandbox=kind)
+    assert result.ok, result.stderr
+    assert "written" not in result.stdout
+    assert not target.exists() and not os.path.exists("/usr/escape.txt") and not os.path.exists("/var/tmp/escape.txt")
+
+
+def test_total_disk_quota_on_the_writable_space(kind):
+    # Many files each under the per-file limit: only a total quota stops them.
+    code = textwrap.dedent(
+        """
+        import os
+        written = 0
+        chunk = b"x" * (1 << 20)
+        try:
+            for k in range(200):
+                with open(f"/tmp/f{k}", "wb") as f:
+                    for _ in range(4):
+                        f.write(chunk)
+                        written += len(chunk)
+        except OSError as e:
+            print("stopped", e.errno)
+        print("written", written >> 20)
+        """
+    )
+    result = run_python(code, SandboxLimits(disk_mb=32), sandbox=kind)
+    assert result.ok, result.stderr
+    assert "stopped 28" in result.stdout  # ENOSPC
+    assert int(result.stdout.split("written")[1]) <= 32
