@@ -4,6 +4,7 @@ past the time limit, a bounded number of processes; and HumanEval's reference so
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import textwrap
@@ -193,11 +194,16 @@ def test_refuses_to_run_without_a_sandbox_unless_told(monkeypatch):
     assert looping.timed_out  # the time limit still applies
 
 
-def test_humaneval_canonical_solutions_all_pass_and_shuffled_ones_fail():
-    from ttsgraph.tasks import load_task
+def _humaneval(kind: str | None = None):
+    from ttsgraph.tasks.humaneval import HumanEvalTask
 
-    task = load_task("humaneval")
-    items = task.items("search") + task.items("test")
+    task = HumanEvalTask(sandbox=kind)
+    return task, {i.id: i for i in task.items("search") + task.items("test")}
+
+
+def test_humaneval_canonical_solutions_all_pass_and_shuffled_ones_fail(kind):
+    task, by_id = _humaneval(kind)
+    items = sorted(by_id.values(), key=lambda i: int(i.id.split("/")[1]))
     assert len(items) == 164
     workers = max(2, os.cpu_count() or 2)
     grades = task.grade_many([(i, task.gold_text(i)) for i in items], workers=workers)
@@ -207,6 +213,68 @@ def test_humaneval_canonical_solutions_all_pass_and_shuffled_ones_fail():
     sample = list(zip(items, rotated))[:40]
     wrong = task.grade_many([(i, task.gold_text(j)) for i, j in sample], workers=workers)
     assert sum(g.correct for g in wrong) <= 2
+
+
+# Wrong solutions of HumanEval/2 (truncate_number: 3.5 -> 0.5, 1.33 -> 0.33, 123.456 -> 0.456)
+# that a harness trusting the exit status, `==` or `builtins` graded as passing.
+_WRONG = "def truncate_number(number):\n    return 0.5 if number == 3.5 else 7.0\n"
+BYPASSES = {
+    "os._exit": "import os\nos._exit(0)\n" + _WRONG,
+    "sys.exit": "import sys\nsys.exit(0)\n" + _WRONG,
+    "ctypes _exit": "import ctypes\nctypes.CDLL(None)._exit(0)\n" + _WRONG,
+    "atexit": "import atexit, os\natexit.register(lambda: os._exit(0))\n" + _WRONG,
+    "excepthook": "import os, sys\nsys.excepthook = lambda *a: os._exit(0)\n" + _WRONG,
+    "exit inside the call": "import os\ndef truncate_number(number):\n    os._exit(0)\n",
+    "always equal": (
+        "class Anything(float):\n    def __eq__(self, other):\n        return True\n"
+        "    def __sub__(self, other):\n        return 0.0\n"
+        "class Plain:\n    __eq__ = lambda self, other: True\n    __sub__ = lambda self, other: 0.0\n"
+        "def truncate_number(number):\n    return Anything(9) if number > 100 else Plain()\n"
+    ),
+    "builtins patched": "import builtins\nbuiltins.abs = lambda x: 0\n" + _WRONG,
+    "forged proof line": "import os, sys\nprint('ttsgraph-judge-pass ' + 'f' * 32)\nsys.stdout.flush()\nos._exit(0)\n" + _WRONG,
+}
+
+
+@pytest.mark.parametrize("name", list(BYPASSES))
+def test_humaneval_bypasses_are_graded_wrong(kind, name):
+    task, by_id = _humaneval(kind)
+    grade = task.grade(by_id["humaneval/2"], "```python\n" + BYPASSES[name] + "```")
+    assert grade.extracted is not None
+    assert not grade.correct, grade.detail
+    assert grade.detail != "all tests passed"
+
+
+def test_humaneval_judge_secret_is_out_of_the_candidates_reach(kind):
+    from ttsgraph.sandbox import run_python
+    from ttsgraph.tasks.harness import judge_run
+
+    _, by_id = _humaneval(kind)
+    item = by_id["humaneval/2"]
+    snoop = textwrap.dedent(
+        """
+        import glob, os, sys
+        seen = []
+        paths = glob.glob("/proc/[0-9]*/cmdline") + glob.glob("/proc/[0-9]*/environ") + glob.glob("/tmp/*")
+        paths += [f"/proc/{os.getppid()}/{name}" for name in ("fd/0", "fd/1", "mem", "environ")]
+        for path in paths:
+            try:
+                with open(path, "rb") as f:
+                    seen.append(f.read(1 << 20))
+            except OSError as e:
+                sys.stderr.write(f"denied {path} {e.errno}\\n")
+        sys.stderr.write(repr(b"".join(seen)) + "\\n" + repr(os.environ) + repr(sys.argv) + "\\n")
+        def truncate_number(number):
+            return number % 1.0
+        """
+    )
+    run = judge_run(item.question, snoop, item.meta["test"], item.meta["entry_point"])
+    secret = run.proof.split()[-1]
+    result = run_python(run.program, sandbox=kind, stdin=run.stdin)
+    assert result.stdout.strip() == run.proof, result.stderr  # a correct solution still passes
+    for private in ("fd/0", "fd/1", "mem", "environ"):  # the judge's stdin, stdout, memory
+        assert re.search(rf"denied /proc/\d+/{private} 13", result.stderr), private
+    assert secret not in result.stderr
 
 
 def test_humaneval_grades_partial_and_completion_style_replies():
