@@ -18,7 +18,8 @@ from ttsgraph.errors import SandboxError
 from ttsgraph.sandbox import SandboxLimits, run_python
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
-pytestmark = [pytest.mark.sandbox, needs_bwrap]
+needs_a_sandbox = pytest.mark.skipif(sandbox.available_sandbox() is None, reason="neither bwrap nor unshare works here")
+pytestmark = [pytest.mark.sandbox]
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -45,6 +46,7 @@ def kind(request):
     return request.param
 
 
+@needs_bwrap
 def test_bubblewrap_is_usable_here():
     assert sandbox.available_sandbox() == "bwrap"
 
@@ -226,10 +228,13 @@ BYPASSES = {
     "excepthook": "import os, sys\nsys.excepthook = lambda *a: os._exit(0)\n" + _WRONG,
     "exit inside the call": "import os\ndef truncate_number(number):\n    os._exit(0)\n",
     "always equal": (
+        "class Anything:\n    __eq__ = lambda self, other: True\n    __sub__ = lambda self, other: 0.0\n"
+        "def truncate_number(number):\n    return Anything()\n"
+    ),
+    "always-equal float subclass": (
         "class Anything(float):\n    def __eq__(self, other):\n        return True\n"
         "    def __sub__(self, other):\n        return 0.0\n"
-        "class Plain:\n    __eq__ = lambda self, other: True\n    __sub__ = lambda self, other: 0.0\n"
-        "def truncate_number(number):\n    return Anything(9) if number > 100 else Plain()\n"
+        "def truncate_number(number):\n    return Anything(9)\n"
     ),
     "builtins patched": "import builtins\nbuiltins.abs = lambda x: 0\n" + _WRONG,
     "forged proof line": "import os, sys\nprint('ttsgraph-judge-pass ' + 'f' * 32)\nsys.stdout.flush()\nos._exit(0)\n" + _WRONG,
@@ -277,6 +282,7 @@ def test_humaneval_judge_secret_is_out_of_the_candidates_reach(kind):
     assert secret not in result.stderr
 
 
+@needs_a_sandbox
 def test_humaneval_grades_partial_and_completion_style_replies():
     from ttsgraph.tasks import load_task
 

@@ -5,8 +5,10 @@ HumanEval grading executes code an LLM wrote. That code gets:
 - its own process tree in fresh namespaces (bubblewrap): no network (empty net namespace), its
   own PID namespace (when the sandbox's first process ends, the kernel kills every process left in
   it, so a sleeping or daemonized child cannot outlive the run), no view of the host's other files;
+- no capabilities at all (empty bounding, effective, permitted, inheritable and ambient sets,
+  no_new_privs) and no way to create a user namespace in which it would have some again;
 - a read-only filesystem holding only the system libraries and the Python standard library, plus
-  one private writable directory (`/tmp`, also the working directory), deleted afterwards;
+  one private writable `/tmp` (also the working directory): a tmpfs with a total size quota;
 - resource limits: wall time (the whole process group is killed), address space, processes (so a
   fork bomb hits a wall instead of the host), file size, open files, no core dumps.
 
@@ -15,9 +17,12 @@ unprivileged uid (a different one per concurrent run, so parallel runs do not sh
 As a non-root user the quota is the user's current process count plus the sandbox's allowance.
 
 Without bubblewrap (`bwrap`), util-linux `unshare` builds the same namespaces and a small bootstrap
-remounts every mount read-only except the private directory (the host's files stay visible, read-only,
-subject to normal permissions). With neither, nothing is executed unless the caller opts in with
-`unsafe_exec=True` (CLI `--unsafe-exec`): a plain subprocess with the same rlimits and timeout.
+remounts every mount read-only, then locks those mounts by nesting a second user namespace and drops
+every capability (the host's files stay visible, read-only, subject to normal permissions); the
+probe that selects it runs that whole bootstrap, so a machine where any step fails gets no sandbox.
+With neither, nothing is executed unless the caller opts in with `unsafe_exec=True` (CLI
+`--unsafe-exec`): a plain subprocess with the same rlimits and timeout. docs/tasks.md lists exactly
+what is and is not guaranteed.
 """
 
 from __future__ import annotations
