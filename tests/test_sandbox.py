@@ -385,3 +385,20 @@ def test_total_disk_quota_on_the_writable_space(kind):
     assert result.ok, result.stderr
     assert "stopped 28" in result.stdout  # ENOSPC
     assert int(result.stdout.split("written")[1]) <= 32
+
+
+def test_unshare_fallback_is_refused_with_its_reason_when_the_bootstrap_cannot_hold(monkeypatch):
+    # Simulate a machine where the mounts cannot be locked: the bootstrap refuses, so does the probe.
+    refusing = "import sys\nsys.stderr.write('sandbox: the mounts are not locked\\n')\nsys.exit(125)\n"
+    monkeypatch.setattr(sandbox, "_UNSHARE_BOOT", refusing)
+    monkeypatch.setattr(sandbox, "_bwrap_works", lambda uid: False)
+    sandbox._unshare_works.cache_clear()
+    try:
+        assert sandbox.available_sandbox() is None
+        with pytest.raises(SandboxError, match="unshare fallback was refused: sandbox: the mounts are not locked"):
+            run_python("print('hi')")
+        with pytest.raises(SandboxError, match="unshare sandbox does not work on this machine: sandbox: the mounts"):
+            run_python("print('hi')", sandbox="unshare")
+    finally:
+        sandbox._unshare_works.cache_clear()
+        sandbox._probe_failures.pop("unshare", None)

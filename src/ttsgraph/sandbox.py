@@ -113,8 +113,11 @@ def mount(src, dst, fstype, flags, data):
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), dst)
 def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        refuse("cannot write " + path + ": " + e.strerror)
 program = open(os.path.join(work, "main.py"), "rb").read()  # before /tmp is covered
 try:
     mount(b"tmpfs", "/tmp", b"tmpfs", MS_NOSUID | MS_NODEV,
@@ -266,13 +269,21 @@ def _bwrap_command(workdir: str, python: str, disk_bytes: int) -> list[str]:
     return cmd
 
 
-def _runs(argv: list[str], as_uid: int | None) -> bool:
+# Why each sandbox kind failed its probe (the last line it printed), for the refusal message.
+_probe_failures: dict[str, str] = {}
+
+
+def _runs(kind: str, argv: list[str], as_uid: int | None) -> bool:
     """Whether `argv` (a namespace-creating probe) succeeds here, run as `as_uid` when given."""
     try:
         probe = subprocess.run(argv, capture_output=True, timeout=20, cwd="/", user=as_uid, group=as_uid,
                                extra_groups=[] if as_uid is not None else None)
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError) as e:
+        _probe_failures[kind] = str(e)
         return False
+    if probe.returncode != 0:
+        lines = probe.stderr.decode("utf-8", "replace").strip().splitlines()
+        _probe_failures[kind] = lines[-1][:200] if lines else f"exit {probe.returncode}"
     return probe.returncode == 0
 
 
@@ -280,7 +291,7 @@ def _runs(argv: list[str], as_uid: int | None) -> bool:
 def _bwrap_works(as_uid: int | None) -> bool:
     """Probe once whether bubblewrap can create its namespaces here (as `as_uid` when given)."""
     probe = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", *_system_binds(), "true"]
-    return shutil.which("bwrap") is not None and _runs(probe, as_uid)
+    return shutil.which("bwrap") is not None and _runs("bwrap", probe, as_uid)
 
 
 @lru_cache(maxsize=None)
@@ -294,7 +305,7 @@ def _unshare_works(as_uid: int | None) -> bool:
         if as_uid is not None:
             os.chmod(probe_dir, 0o755)
         python = _sandbox_python(other_user=as_uid is not None)
-        return _runs([*_UNSHARE_ARGS, python, "-I", "-S", "-c", _UNSHARE_BOOT, probe_dir, str(1 << 20)], as_uid)
+        return _runs("unshare", [*_UNSHARE_ARGS, python, "-I", "-S", "-c", _UNSHARE_BOOT, probe_dir, str(1 << 20)], as_uid)
 
 
 def _probe_uid() -> int | None:
@@ -333,7 +344,8 @@ def run_python(
             raise SandboxError(f"unknown sandbox {sandbox!r}; use 'bwrap' or 'unshare'")
         works = _bwrap_works if sandbox == "bwrap" else _unshare_works
         if not works(_probe_uid()):
-            raise SandboxError(f"the {sandbox} sandbox does not work on this machine")
+            why = _probe_failures.get(sandbox, "not installed")
+            raise SandboxError(f"the {sandbox} sandbox does not work on this machine: {why}")
         kind: str | None = sandbox
     else:
         kind = available_sandbox()
@@ -342,6 +354,7 @@ def run_python(
             "refusing to run model-written code: bubblewrap (bwrap) is not available or cannot create "
             "namespaces here. Install it (Debian: apt-get install bubblewrap) or pass --unsafe-exec "
             "(unsafe_exec=True) to run it unsandboxed with resource limits only."
+            + (f" The unshare fallback was refused: {_probe_failures['unshare']}" if "unshare" in _probe_failures else "")
         )
     root = os.geteuid() == 0
     drop_uid = _next_sandbox_uid() if root else None
