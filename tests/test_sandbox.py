@@ -349,7 +349,7 @@ def test_host_directories_stay_unwritable_after_mount_attacks(tmp_path, kind):
     target = tmp_path / "escape.txt"
     code = _MOUNT_ATTACKS + textwrap.dedent(
         f"""
-        for path in ({str(target)!r}, "/usr/escape.txt", "/var/tmp/escape.txt"):
+        for path in ({str(target)!r}, "/usr/escape.txt", "/var/tmp/escape.txt", "/dev/shm/escape.txt"):
             try:
                 open(path, "w").write("x")
                 print("written", path)
@@ -360,7 +360,8 @@ def test_host_directories_stay_unwritable_after_mount_attacks(tmp_path, kind):
     result = run_python(code, sandbox=kind)
     assert result.ok, result.stderr
     assert "written" not in result.stdout
-    assert not target.exists() and not os.path.exists("/usr/escape.txt") and not os.path.exists("/var/tmp/escape.txt")
+    for path in (target, "/usr/escape.txt", "/var/tmp/escape.txt", "/dev/shm/escape.txt"):
+        assert not os.path.exists(path)
 
 
 def test_total_disk_quota_on_the_writable_space(kind):
