@@ -26,6 +26,7 @@ from ttsgraph.tasks.math import extract_math_answer, math_equal
         ("Expanding, we get\nx^2+2x+1", "x^2+2x+1"),  # a final bare expression
         (r"which gives \(\sqrt{2}\)", r"\sqrt{2}"),
         ("There are 1,000 ways, I think", "1000"),
+        ("7" * 5000, None),  # too long to be a final answer, too large to be read as a number
     ],
 )
 def test_math_extraction(text, expected):

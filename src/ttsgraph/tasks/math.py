@@ -77,13 +77,15 @@ def extract_math_answer(text: str) -> str | None:
     value = parse_number(last)
     if value is not None:
         return canonical(value)
-    if _BARE_EXPRESSION.fullmatch(last):
+    if len(last) <= _MAX_BARE and _BARE_EXPRESSION.fullmatch(last):
         return last
     values = numbers_in(text)
     return canonical(values[-1]) if values else None
 
 
-# A last line that is only math: digits, operators, brackets, LaTeX commands, single letters.
+# A last line that is only math: digits, operators, brackets, LaTeX commands, single letters; short,
+# because a final answer is (and math-verify is slow on long input).
+_MAX_BARE = 120
 _BARE_EXPRESSION = re.compile(r"(?:\\[A-Za-z]+|[0-9]|[a-zA-Z](?![A-Za-z])|[\s+\-*/^_=(){}\[\],.!<>|'])+")
 
 
