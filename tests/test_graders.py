@@ -91,6 +91,8 @@ def test_math_equal_works_off_the_main_thread():
         ("The final result is \\boxed{1,000}", "1000"),
         ("no digits at all", None),
         ("The answer is 18 apples, not 20", "18"),
+        ("The volume is 700+280 = 980cm³", "980"),  # a unit's power is not the last number
+        ("take 180/30 = 6 bottles of vitamin D3.", "6"),  # nor a digit inside a word
     ],
 )
 def test_final_number(text, expected):
@@ -108,6 +110,8 @@ def test_final_number(text, expected):
         ("2", r"The answer is \frac{1}{2}"),
         ("10", "so the answer is 1.5 × 10^6"),
         ("4", "It is 3/4."),
+        ("10", "That makes 10⁶"),
+        ("-5", "so 10 - 5"),  # a detached minus is subtraction, not a sign
     ],
 )
 def test_numbers_are_read_whole_not_by_their_last_digits(gold, reply):
@@ -130,6 +134,8 @@ def test_numbers_are_read_whole_not_by_their_last_digits(gold, reply):
         ("1.5 × 10^6", "1500000"),
         (r"3 \times 10^{-2}", "0.03"),
         ("2^10", "1024"),
+        ("10⁶", "1000000"),
+        ("5 × 10⁻³", "0.005"),
         ("1 000", "1000"),
         ("1,000,000", "1000000"),
         ("1{,}000", "1000"),

@@ -31,8 +31,9 @@ _BODY = (
     rf"|(?P<pow>(?P<pb>\d+)\s*\^\s*\{{?\s*(?P<pe>[-+−]?\d+)\s*\}}?)"
     rf"|(?P<plain>{_UDEC})"
 )
-# A number in running text: not glued to a word or to a decimal point before it.
-NUMBER = rf"(?<![\w.])(?P<sign>[-−]\s*)?\\?\$?\s*(?:{_BODY})(?:\s*\\?%)?"
+# A number in running text: not glued to a word or to a decimal point before it; a minus sign only
+# when attached (`10 - 5` ends in 5, not -5).
+NUMBER = rf"(?<![\w.])(?P<sign>[-−])?(?:\\?\$\s*)?(?:{_BODY})(?:\s*\\?%)?"
 NUMBER_RE = re.compile(NUMBER)
 _MAX_EXPONENT = 400  # 10^400 is still a plain number; 10^(10^9) would hang the grader
 
@@ -70,9 +71,15 @@ def _value(m: re.Match) -> Fraction | None:
     return -value if g["sign"] else value
 
 
+_SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+
+
 def clean(text: str) -> str:
-    """LaTeX spacing and grouping that only decorate a number: `1{,}000`, `1\\,000`, `\\!`."""
-    return text.replace("{,}", ",").replace("\\,", "\u2009").replace("\\!", "").replace("\\ ", " ")
+    """LaTeX spacing and grouping that only decorate a number (`1{,}000`, `1\\,000`, `\\!`), and
+    superscript exponents (`10⁶` is `10^{6}`; the `³` of `cm³` is dropped)."""
+    text = text.replace("{,}", ",").replace("\\,", "\u2009").replace("\\!", "").replace("\\ ", " ")
+    text = re.sub("(?<=[0-9])[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+", lambda m: "^{" + m.group().translate(_SUPERSCRIPTS) + "}", text)
+    return re.sub("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+", "", text)  # a unit's power (`cm³`) is not a number
 
 
 def parse_number(text: str) -> Fraction | None:
