@@ -403,3 +403,13 @@ def test_unshare_fallback_is_refused_with_its_reason_when_the_bootstrap_cannot_h
     finally:
         sandbox._unshare_works.cache_clear()
         sandbox._probe_failures.pop("unshare", None)
+
+
+def test_humaneval_unsafe_exec_still_needs_the_judges_proof(monkeypatch):
+    monkeypatch.setattr(sandbox, "available_sandbox", lambda: None)
+    from ttsgraph.tasks.humaneval import HumanEvalTask
+
+    task = HumanEvalTask(unsafe_exec=True)
+    item = next(i for i in task.items("search") + task.items("test") if i.id == "humaneval/2")
+    assert task.grade(item, task.gold_text(item)).correct
+    assert not task.grade(item, "```python\n" + BYPASSES["os._exit"] + "```").correct
