@@ -4,6 +4,7 @@ past the time limit, a bounded number of processes; and HumanEval's reference so
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import textwrap
@@ -17,7 +18,8 @@ from ttsgraph.errors import SandboxError
 from ttsgraph.sandbox import SandboxLimits, run_python
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
-pytestmark = [pytest.mark.sandbox, needs_bwrap]
+needs_a_sandbox = pytest.mark.skipif(sandbox.available_sandbox() is None, reason="neither bwrap nor unshare works here")
+pytestmark = [pytest.mark.sandbox]
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -44,6 +46,7 @@ def kind(request):
     return request.param
 
 
+@needs_bwrap
 def test_bubblewrap_is_usable_here():
     assert sandbox.available_sandbox() == "bwrap"
 
@@ -193,11 +196,16 @@ def test_refuses_to_run_without_a_sandbox_unless_told(monkeypatch):
     assert looping.timed_out  # the time limit still applies
 
 
-def test_humaneval_canonical_solutions_all_pass_and_shuffled_ones_fail():
-    from ttsgraph.tasks import load_task
+def _humaneval(kind: str | None = None):
+    from ttsgraph.tasks.humaneval import HumanEvalTask
 
-    task = load_task("humaneval")
-    items = task.items("search") + task.items("test")
+    task = HumanEvalTask(sandbox=kind)
+    return task, {i.id: i for i in task.items("search") + task.items("test")}
+
+
+def test_humaneval_canonical_solutions_all_pass_and_shuffled_ones_fail(kind):
+    task, by_id = _humaneval(kind)
+    items = sorted(by_id.values(), key=lambda i: int(i.id.split("/")[1]))
     assert len(items) == 164
     workers = max(2, os.cpu_count() or 2)
     grades = task.grade_many([(i, task.gold_text(i)) for i in items], workers=workers)
@@ -209,6 +217,72 @@ def test_humaneval_canonical_solutions_all_pass_and_shuffled_ones_fail():
     assert sum(g.correct for g in wrong) <= 2
 
 
+# Wrong solutions of HumanEval/2 (truncate_number: 3.5 -> 0.5, 1.33 -> 0.33, 123.456 -> 0.456)
+# that a harness trusting the exit status, `==` or `builtins` graded as passing.
+_WRONG = "def truncate_number(number):\n    return 0.5 if number == 3.5 else 7.0\n"
+BYPASSES = {
+    "os._exit": "import os\nos._exit(0)\n" + _WRONG,
+    "sys.exit": "import sys\nsys.exit(0)\n" + _WRONG,
+    "ctypes _exit": "import ctypes\nctypes.CDLL(None)._exit(0)\n" + _WRONG,
+    "atexit": "import atexit, os\natexit.register(lambda: os._exit(0))\n" + _WRONG,
+    "excepthook": "import os, sys\nsys.excepthook = lambda *a: os._exit(0)\n" + _WRONG,
+    "exit inside the call": "import os\ndef truncate_number(number):\n    os._exit(0)\n",
+    "always equal": (
+        "class Anything:\n    __eq__ = lambda self, other: True\n    __sub__ = lambda self, other: 0.0\n"
+        "def truncate_number(number):\n    return Anything()\n"
+    ),
+    "always-equal float subclass": (
+        "class Anything(float):\n    def __eq__(self, other):\n        return True\n"
+        "    def __sub__(self, other):\n        return 0.0\n"
+        "def truncate_number(number):\n    return Anything(9)\n"
+    ),
+    "builtins patched": "import builtins\nbuiltins.abs = lambda x: 0\n" + _WRONG,
+    "forged proof line": "import os, sys\nprint('ttsgraph-judge-pass ' + 'f' * 32)\nsys.stdout.flush()\nos._exit(0)\n" + _WRONG,
+}
+
+
+@pytest.mark.parametrize("name", list(BYPASSES))
+def test_humaneval_bypasses_are_graded_wrong(kind, name):
+    task, by_id = _humaneval(kind)
+    grade = task.grade(by_id["humaneval/2"], "```python\n" + BYPASSES[name] + "```")
+    assert grade.extracted is not None
+    assert not grade.correct, grade.detail
+    assert grade.detail != "all tests passed"
+
+
+def test_humaneval_judge_secret_is_out_of_the_candidates_reach(kind):
+    from ttsgraph.sandbox import run_python
+    from ttsgraph.tasks.harness import judge_run
+
+    _, by_id = _humaneval(kind)
+    item = by_id["humaneval/2"]
+    snoop = textwrap.dedent(
+        """
+        import glob, os, sys
+        seen = []
+        paths = glob.glob("/proc/[0-9]*/cmdline") + glob.glob("/proc/[0-9]*/environ") + glob.glob("/tmp/*")
+        paths += [f"/proc/{os.getppid()}/{name}" for name in ("fd/0", "fd/1", "mem", "environ")]
+        for path in paths:
+            try:
+                with open(path, "rb") as f:
+                    seen.append(f.read(1 << 20))
+            except OSError as e:
+                sys.stderr.write(f"denied {path} {e.errno}\\n")
+        sys.stderr.write(repr(b"".join(seen)) + "\\n" + repr(os.environ) + repr(sys.argv) + "\\n")
+        def truncate_number(number):
+            return number % 1.0
+        """
+    )
+    run = judge_run(item.question, snoop, item.meta["test"], item.meta["entry_point"])
+    secret = run.proof.split()[-1]
+    result = run_python(run.program, sandbox=kind, stdin=run.stdin)
+    assert result.stdout.strip() == run.proof, result.stderr  # a correct solution still passes
+    for private in ("fd/0", "fd/1", "mem", "environ"):  # the judge's stdin, stdout, memory
+        assert re.search(rf"denied /proc/\d+/{private} 13", result.stderr), private
+    assert secret not in result.stderr
+
+
+@needs_a_sandbox
 def test_humaneval_grades_partial_and_completion_style_replies():
     from ttsgraph.tasks import load_task
 
@@ -220,3 +294,122 @@ def test_humaneval_grades_partial_and_completion_style_replies():
     grade = task.grade(item, wrong)
     assert not grade.correct and "exit" in grade.detail
     assert task.grade(item, "I am not able to write code.").extracted is None
+
+
+def test_code_has_no_capabilities_and_no_new_privileges(kind):
+    code = "print(''.join(l for l in open('/proc/self/status') if l.startswith(('Cap', 'NoNewPrivs'))))"
+    result = run_python(code, sandbox=kind)
+    assert result.ok, result.stderr
+    fields = dict(line.split(":") for line in result.stdout.split("\n") if ":" in line)
+    for name in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(fields[name].strip(), 16) == 0, (name, fields[name])
+    assert fields["NoNewPrivs"].strip() == "1"
+
+
+_MOUNT_ATTACKS = textwrap.dedent(
+    """
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
+    def attempt():
+        out = {}
+        out["remount_root_rw"] = libc.mount(None, b"/", None, MS_REMOUNT | MS_BIND, None)
+        out["umount_tmp"] = libc.umount2(b"/tmp", 0)
+        out["umount_tmp_lazy"] = libc.umount2(b"/tmp", 2)
+        out["mount_tmpfs_usr"] = libc.mount(b"x", b"/usr", b"tmpfs", 0, None)
+        return out
+    results = {"as_is": attempt()}
+    # A fresh user + mount namespace gives the code every capability again, over copies of the mounts.
+    if libc.unshare(0x10000000 | 0x20000) == 0:
+        uid, gid = os.getuid(), os.getgid()
+        for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+            try:
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+            except OSError:
+                pass
+        results["nested"] = attempt()
+    else:
+        results["nested"] = "refused"
+    print(results)
+    """
+)
+
+
+def test_mounts_cannot_be_remounted_or_unmounted_and_no_namespace_regains_capabilities(kind):
+    result = run_python(_MOUNT_ATTACKS, sandbox=kind)
+    assert result.ok, result.stderr
+    results = eval(result.stdout)  # noqa: S307 - the dict printed by our own program above
+    assert results["as_is"] == {"remount_root_rw": -1, "umount_tmp": -1, "umount_tmp_lazy": -1, "mount_tmpfs_usr": -1}
+    assert results["nested"] == "refused"  # no user namespace of its own: no capabilities to regain
+
+
+def test_host_directories_stay_unwritable_after_mount_attacks(tmp_path, kind):
+    os.chmod(tmp_path, 0o777)  # even a world-writable host directory
+    target = tmp_path / "escape.txt"
+    code = _MOUNT_ATTACKS + textwrap.dedent(
+        f"""
+        for path in ({str(target)!r}, "/usr/escape.txt", "/var/tmp/escape.txt", "/dev/shm/escape.txt"):
+            try:
+                open(path, "w").write("x")
+                print("written", path)
+            except OSError:
+                pass
+        """
+    )
+    result = run_python(code, sandbox=kind)
+    assert result.ok, result.stderr
+    assert "written" not in result.stdout
+    for path in (target, "/usr/escape.txt", "/var/tmp/escape.txt", "/dev/shm/escape.txt"):
+        assert not os.path.exists(path)
+
+
+def test_total_disk_quota_on_the_writable_space(kind):
+    # Many files each under the per-file limit: only a total quota stops them.
+    code = textwrap.dedent(
+        """
+        import os
+        written = 0
+        chunk = b"x" * (1 << 20)
+        try:
+            for k in range(200):
+                with open(f"/tmp/f{k}", "wb") as f:
+                    for _ in range(4):
+                        f.write(chunk)
+                        written += len(chunk)
+        except OSError as e:
+            print("stopped", e.errno)
+        print("written", written >> 20)
+        """
+    )
+    result = run_python(code, SandboxLimits(disk_mb=32), sandbox=kind)
+    assert result.ok, result.stderr
+    assert "stopped 28" in result.stdout  # ENOSPC
+    assert int(result.stdout.split("written")[1]) <= 32
+
+
+def test_unshare_fallback_is_refused_with_its_reason_when_the_bootstrap_cannot_hold(monkeypatch):
+    # Simulate a machine where the mounts cannot be locked: the bootstrap refuses, so does the probe.
+    refusing = "import sys\nsys.stderr.write('sandbox: the mounts are not locked\\n')\nsys.exit(125)\n"
+    monkeypatch.setattr(sandbox, "_UNSHARE_BOOT", refusing)
+    monkeypatch.setattr(sandbox, "_bwrap_works", lambda uid: False)
+    sandbox._unshare_works.cache_clear()
+    try:
+        assert sandbox.available_sandbox() is None
+        with pytest.raises(SandboxError, match="unshare fallback was refused: sandbox: the mounts are not locked"):
+            run_python("print('hi')")
+        with pytest.raises(SandboxError, match="unshare sandbox does not work on this machine: sandbox: the mounts"):
+            run_python("print('hi')", sandbox="unshare")
+    finally:
+        sandbox._unshare_works.cache_clear()
+        sandbox._probe_failures.pop("unshare", None)
+
+
+def test_humaneval_unsafe_exec_still_needs_the_judges_proof(monkeypatch):
+    monkeypatch.setattr(sandbox, "available_sandbox", lambda: None)
+    from ttsgraph.tasks.humaneval import HumanEvalTask
+
+    task = HumanEvalTask(unsafe_exec=True)
+    item = next(i for i in task.items("search") + task.items("test") if i.id == "humaneval/2")
+    assert task.grade(item, task.gold_text(item)).correct
+    assert not task.grade(item, "```python\n" + BYPASSES["os._exit"] + "```").correct

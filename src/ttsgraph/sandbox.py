@@ -5,8 +5,10 @@ HumanEval grading executes code an LLM wrote. That code gets:
 - its own process tree in fresh namespaces (bubblewrap): no network (empty net namespace), its
   own PID namespace (when the sandbox's first process ends, the kernel kills every process left in
   it, so a sleeping or daemonized child cannot outlive the run), no view of the host's other files;
+- no capabilities at all (empty bounding, effective, permitted, inheritable and ambient sets,
+  no_new_privs) and no way to create a user namespace in which it would have some again;
 - a read-only filesystem holding only the system libraries and the Python standard library, plus
-  one private writable directory (`/tmp`, also the working directory), deleted afterwards;
+  one private writable `/tmp` (also the working directory): a tmpfs with a total size quota;
 - resource limits: wall time (the whole process group is killed), address space, processes (so a
   fork bomb hits a wall instead of the host), file size, open files, no core dumps.
 
@@ -15,9 +17,12 @@ unprivileged uid (a different one per concurrent run, so parallel runs do not sh
 As a non-root user the quota is the user's current process count plus the sandbox's allowance.
 
 Without bubblewrap (`bwrap`), util-linux `unshare` builds the same namespaces and a small bootstrap
-remounts every mount read-only except the private directory (the host's files stay visible, read-only,
-subject to normal permissions). With neither, nothing is executed unless the caller opts in with
-`unsafe_exec=True` (CLI `--unsafe-exec`): a plain subprocess with the same rlimits and timeout.
+remounts every mount read-only, then locks those mounts by nesting a second user namespace and drops
+every capability (the host's files stay visible, read-only, subject to normal permissions); the
+probe that selects it runs that whole bootstrap, so a machine where any step fails gets no sandbox.
+With neither, nothing is executed unless the caller opts in with `unsafe_exec=True` (CLI
+`--unsafe-exec`): a plain subprocess with the same rlimits and timeout. docs/tasks.md lists exactly
+what is and is not guaranteed.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class SandboxLimits:
     memory_mb: int = 1024
     max_processes: int = 32
     max_file_mb: int = 16
+    disk_mb: int = 64  # total size of the writable /tmp (a tmpfs), not only per file
     max_output_bytes: int = 200_000
 
 
@@ -76,23 +82,50 @@ for name, value in spec["limits"].items():
 os.execvp(sys.argv[2], sys.argv[2:])
 """
 
-# Fallback without bubblewrap, run inside `unshare --user --map-root-user --mount ...`: bind the work
-# directory over /tmp, remount every other mount read-only (keeping the flags the kernel locks),
-# then exec the program. Refuses to run (exit 125) if some writable mount cannot be made read-only.
+# Fallback without bubblewrap, run inside `unshare --user --map-root-user --mount ...` (where it is root
+# of a user namespace it owns): put a size-limited tmpfs on /tmp holding a copy of the program, remount
+# every other mount read-only (keeping the flags the kernel locks), then nest a second user and mount
+# namespace (after capping user namespaces at that one, so the code cannot create any to regain
+# capabilities or mount an unlimited tmpfs). Mounts copied into a namespace owned by a less privileged
+# user namespace are locked by the kernel (no umount, no read-write remount); the bootstrap checks
+# that while it is still root there. Last it
+# becomes uid 1000 there with an empty bounding, effective, permitted, inheritable and ambient set and
+# no_new_privs, verifies that from /proc/self/status, and execs the program. Any step that fails
+# ends the run with exit 125 and a "sandbox:" line on stderr, before model code runs.
 _UNSHARE_BOOT = r"""
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 FLAGS = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048,
          "relatime": 1 << 21, "strictatime": 1 << 24}
-MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
-PSEUDO = {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "securityfs", "debugfs", "tracefs",
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 1, 2, 4, 32, 4096
+CLONE_NEWNS, CLONE_NEWUSER = 0x20000, 0x10000000
+PSEUDO = {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "securityfs", "debugfs", "tracefs",
           "bpf", "pstore", "configfs", "fusectl", "binfmt_misc", "hugetlbfs", "autofs", "efivarfs"}
-work = sys.argv[1]
-def mount(src, dst, flags):
-    if libc.mount(src, dst.encode(), None, flags, None) != 0:
+work, disk_bytes = sys.argv[1], int(sys.argv[2])
+def refuse(what):
+    sys.stderr.write("sandbox: " + what + "\n")
+    os._exit(125)
+def check(ret, what):
+    if ret != 0:
+        refuse(what + ": " + os.strerror(ctypes.get_errno()))
+def mount(src, dst, fstype, flags, data):
+    if libc.mount(src, dst.encode(), fstype, flags, data) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), dst)
-mount(work.encode(), "/tmp", MS_BIND)  # the private directory replaces the host's /tmp
+def write(path, text):
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        refuse("cannot write " + path + ": " + e.strerror)
+program = open(os.path.join(work, "main.py"), "rb").read()  # before /tmp is covered
+try:
+    mount(b"tmpfs", "/tmp", b"tmpfs", MS_NOSUID | MS_NODEV,
+          ("size=%d,nr_inodes=%d,mode=0700" % (disk_bytes, 4096)).encode())
+except OSError as e:
+    refuse("cannot mount the private /tmp: " + e.strerror)
+with open("/tmp/main.py", "wb") as f:
+    f.write(program)
 failed = []
 for line in open("/proc/self/mountinfo"):
     left, _, right = line.partition(" - ")
@@ -105,12 +138,31 @@ for line in open("/proc/self/mountinfo"):
     for option in options:
         flags |= FLAGS.get(option, 0)
     try:
-        mount(None, point, flags)
+        mount(None, point, None, flags, None)
     except OSError as e:
-        failed.append(f"{point} ({e.strerror})")
+        failed.append(point + " (" + e.strerror + ")")
 if failed:
-    sys.stderr.write("sandbox: cannot make read-only: " + ", ".join(failed) + "\n")
-    os._exit(125)
+    refuse("cannot make read-only: " + ", ".join(failed))
+write("/proc/sys/user/max_user_namespaces", "1")  # the nested one below; the code gets none
+check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "cannot nest a user namespace to lock the mounts")
+write("/proc/self/setgroups", "deny")
+write("/proc/self/uid_map", "1000 0 1")
+write("/proc/self/gid_map", "1000 0 1")
+# Still root of the nested namespace here: prove the copies are locked before giving up that power.
+if libc.umount2(b"/tmp", 2) == 0 or libc.mount(None, b"/", None, MS_REMOUNT | MS_BIND, None) == 0:
+    refuse("the mounts are not locked")
+check(libc.prctl(38, 1, 0, 0, 0), "cannot set no_new_privs")  # PR_SET_NO_NEW_PRIVS
+last_cap = int(open("/proc/sys/kernel/cap_last_cap").read())
+for cap in range(last_cap + 1):
+    check(libc.prctl(24, cap, 0, 0, 0), "cannot drop capability %d" % cap)  # PR_CAPBSET_DROP
+check(libc.prctl(47, 4, 0, 0, 0), "cannot clear ambient capabilities")  # PR_CAP_AMBIENT_CLEAR_ALL
+check(libc.setresgid(1000, 1000, 1000), "cannot set the sandbox gid")
+check(libc.setresuid(1000, 1000, 1000), "cannot set the sandbox uid")
+header, data = (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()
+check(libc.capset(header, data), "cannot clear capabilities")
+caps = [l.split() for l in open("/proc/self/status") if l.startswith("Cap")]
+if any(int(value, 16) for _, value in caps):
+    refuse("capabilities remain: " + " ".join(name + value for name, value in caps))
 os.chdir("/tmp")
 os.execv(sys.executable, [sys.executable, "-I", "-S", "-B", "/tmp/main.py"])
 """
@@ -184,10 +236,13 @@ def _system_binds() -> list[str]:
     return binds
 
 
-def _bwrap_command(workdir: str, python: str) -> list[str]:
+def _bwrap_command(workdir: str, python: str, disk_bytes: int) -> list[str]:
     cmd = [
         "bwrap",
         "--unshare-all",  # user, ipc, pid, net, uts, cgroup namespaces
+        "--unshare-user",  # required (not only tried), so that nested user namespaces can be disabled
+        "--disable-userns",  # the code cannot create user namespaces of its own
+        "--cap-drop", "ALL",
         "--die-with-parent",
         "--new-session",
         "--hostname", "sandbox",
@@ -204,7 +259,8 @@ def _bwrap_command(workdir: str, python: str) -> list[str]:
     cmd += [
         "--proc", "/proc",
         "--dev", "/dev",
-        "--bind", workdir, "/tmp",
+        "--size", str(disk_bytes), "--tmpfs", "/tmp",  # the only writable place, with a total quota
+        "--ro-bind", os.path.join(workdir, "main.py"), "/tmp/main.py",
         "--remount-ro", "/",  # the root itself (a tmpfs holding the mount points) becomes read-only
         "--remount-ro", "/dev",
         "--chdir", "/tmp",
@@ -213,26 +269,43 @@ def _bwrap_command(workdir: str, python: str) -> list[str]:
     return cmd
 
 
-def _runs(argv: list[str], as_uid: int | None) -> bool:
+# Why each sandbox kind failed its probe (the last line it printed), for the refusal message.
+_probe_failures: dict[str, str] = {}
+
+
+def _runs(kind: str, argv: list[str], as_uid: int | None) -> bool:
     """Whether `argv` (a namespace-creating probe) succeeds here, run as `as_uid` when given."""
     try:
         probe = subprocess.run(argv, capture_output=True, timeout=20, cwd="/", user=as_uid, group=as_uid,
                                extra_groups=[] if as_uid is not None else None)
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError) as e:
+        _probe_failures[kind] = str(e)
         return False
+    if probe.returncode != 0:
+        lines = probe.stderr.decode("utf-8", "replace").strip().splitlines()
+        _probe_failures[kind] = lines[-1][:200] if lines else f"exit {probe.returncode}"
     return probe.returncode == 0
 
 
 @lru_cache(maxsize=None)
 def _bwrap_works(as_uid: int | None) -> bool:
     """Probe once whether bubblewrap can create its namespaces here (as `as_uid` when given)."""
-    return shutil.which("bwrap") is not None and _runs(["bwrap", "--unshare-all", *_system_binds(), "true"], as_uid)
+    probe = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", *_system_binds(), "true"]
+    return shutil.which("bwrap") is not None and _runs("bwrap", probe, as_uid)
 
 
 @lru_cache(maxsize=None)
 def _unshare_works(as_uid: int | None) -> bool:
-    """Probe once whether util-linux `unshare` can create user, net, pid and mount namespaces."""
-    return shutil.which("unshare") is not None and _runs([*_UNSHARE_ARGS, "true"], as_uid)
+    """Probe once whether the whole unshare fallback holds here: util-linux `unshare` builds the
+    namespaces and the bootstrap can lock the mounts and drop every capability (it refuses if not)."""
+    if shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory(prefix="ttsgraph-probe-") as probe_dir:
+        Path(probe_dir, "main.py").write_text("pass\n", encoding="utf-8")
+        if as_uid is not None:
+            os.chmod(probe_dir, 0o755)
+        python = _sandbox_python(other_user=as_uid is not None)
+        return _runs("unshare", [*_UNSHARE_ARGS, python, "-I", "-S", "-c", _UNSHARE_BOOT, probe_dir, str(1 << 20)], as_uid)
 
 
 def _probe_uid() -> int | None:
@@ -257,18 +330,22 @@ def run_python(
     *,
     unsafe_exec: bool = False,
     sandbox: str | None = None,
+    stdin: bytes = b"",
 ) -> RunResult:
     """Run a Python program in the sandbox and report its exit status and output.
 
-    `sandbox` forces "bwrap" or "unshare" (tests use it to check both); by default the best
-    available one is used. Raises SandboxError when none is available and `unsafe_exec` is False.
+    `stdin` is the program's standard input (a pipe, closed after it); a harness reads data there
+    that must not sit in a file the code under test could open. `sandbox` forces "bwrap" or
+    "unshare" (tests use it to check both); by default the best available one is used. Raises
+    SandboxError when none is available and `unsafe_exec` is False.
     """
     if sandbox is not None:
         if sandbox not in ("bwrap", "unshare"):
             raise SandboxError(f"unknown sandbox {sandbox!r}; use 'bwrap' or 'unshare'")
         works = _bwrap_works if sandbox == "bwrap" else _unshare_works
         if not works(_probe_uid()):
-            raise SandboxError(f"the {sandbox} sandbox does not work on this machine")
+            why = _probe_failures.get(sandbox, "not installed")
+            raise SandboxError(f"the {sandbox} sandbox does not work on this machine: {why}")
         kind: str | None = sandbox
     else:
         kind = available_sandbox()
@@ -277,10 +354,12 @@ def run_python(
             "refusing to run model-written code: bubblewrap (bwrap) is not available or cannot create "
             "namespaces here. Install it (Debian: apt-get install bubblewrap) or pass --unsafe-exec "
             "(unsafe_exec=True) to run it unsandboxed with resource limits only."
+            + (f" The unshare fallback was refused: {_probe_failures['unshare']}" if "unshare" in _probe_failures else "")
         )
     root = os.geteuid() == 0
     drop_uid = _next_sandbox_uid() if root else None
     python = _sandbox_python(other_user=drop_uid is not None)
+    disk_bytes = limits.disk_mb << 20
     with tempfile.TemporaryDirectory(prefix="ttsgraph-sbx-") as host_dir:
         workdir = os.path.join(host_dir, "work")
         os.mkdir(workdir, 0o700)
@@ -301,20 +380,20 @@ def run_python(
         }
         rlimits["RLIMIT_NPROC"] = nproc
         if kind == "bwrap":
-            target = _bwrap_command(workdir, python)
+            target = _bwrap_command(workdir, python, disk_bytes)
         elif kind == "unshare":
-            target = [*_UNSHARE_ARGS, python, "-I", "-S", "-c", _UNSHARE_BOOT, workdir]
+            target = [*_UNSHARE_ARGS, python, "-I", "-S", "-c", _UNSHARE_BOOT, workdir, str(disk_bytes)]
         else:
             target = [python, "-I", "-S", "-B", os.path.join(workdir, "main.py")]
         launcher = [python, "-I", "-S", "-c", _LAUNCHER, json.dumps({"limits": rlimits})] + target
         out_path, err_path = os.path.join(host_dir, "stdout"), os.path.join(host_dir, "stderr")
-        inner_tmp = "/tmp" if kind == "unshare" else workdir
+        inner_tmp = workdir if kind is None else "/tmp"
         start = time.monotonic()
         timed_out = False
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(
                 launcher,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=err,
                 cwd=workdir,
@@ -325,7 +404,7 @@ def run_python(
                 env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": inner_tmp, "TMPDIR": inner_tmp},
             )
             try:
-                proc.wait(timeout=limits.wall_seconds)
+                proc.communicate(stdin, timeout=limits.wall_seconds)
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:

@@ -9,6 +9,9 @@ wrong answer that happens to match.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
+
+from ttsgraph.tasks.numbers import NUMBER, canonical, clean, numbers_in, parse_number
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
@@ -30,58 +33,46 @@ def last_boxed(text: str) -> str | None:
     return result
 
 
-_NUMBER = r"[-−]?\s*\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-−]?\s*\.\d+"
-_NUMBER_RE = re.compile(_NUMBER)
 _FINAL_MARKERS = [
-    re.compile(r"####\s*(" + _NUMBER + ")"),
-    re.compile(r"answer\s*(?:is|:|=)\s*:?\s*\**\s*(" + _NUMBER + ")", re.IGNORECASE),
-    re.compile(r"result\s*(?:is|:|=)\s*:?\s*\**\s*(" + _NUMBER + ")", re.IGNORECASE),
+    re.compile(r"####\s*(" + NUMBER + ")"),
+    re.compile(r"answer\s*(?:is|:|=)\s*:?\s*\**\s*(" + NUMBER + ")", re.IGNORECASE),
+    re.compile(r"result\s*(?:is|:|=)\s*:?\s*\**\s*(" + NUMBER + ")", re.IGNORECASE),
 ]
 
 
 def normalize_number(text: str) -> str | None:
-    """Canonical decimal string of a number written with commas, `$`, a unicode minus or a trailing
-    period; None if `text` is not a single number."""
-    s = text.strip().replace("−", "-").replace("$", "").replace(",", "").replace(" ", "")
-    s = s.rstrip(".")
-    s = re.sub(r"\\?%$", "", s)
-    if not re.fullmatch(r"-?(?:\d+(?:\.\d*)?|\.\d+)", s):
-        return None
-    value = float(s)
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
+    """Canonical form (`ttsgraph.tasks.numbers.canonical`) of `text` when it is one written number
+    (`1,000`, `$18`, `−5`, `3/4`, `2 1/2`, `1e6`, `50%`, a trailing period), else None."""
+    value = parse_number(text)
+    return None if value is None else canonical(value)
 
 
 def numbers_equal(a: str, b: str, rel: float = 1e-6) -> bool:
-    """Numeric equality with a relative tolerance, for answers such as `18` vs `18.00`."""
-    x, y = normalize_number(a), normalize_number(b)
+    """Whether two written numbers have the same value: exactly, or within a relative tolerance
+    (so `0.333333` matches `1/3`); False when either is not a number."""
+    x, y = parse_number(a), parse_number(b)
     if x is None or y is None:
         return False
-    fx, fy = float(x), float(y)
-    return abs(fx - fy) <= rel * max(1.0, abs(fx), abs(fy))
+    return x == y or abs(x - y) <= Fraction(rel) * max(Fraction(1), abs(x), abs(y))
 
 
 def final_number(text: str) -> str | None:
     """The model's final number: after `####`, "The answer is", "Answer:", inside `\\boxed{}`,
-    else the last number in the text."""
+    else the last number in the text; a whole written number, never a piece of one."""
+    text = clean(text)
     for pattern in _FINAL_MARKERS:
-        hits = pattern.findall(text)
+        hits = [m.group(1) for m in pattern.finditer(text)]
         if hits:
             value = normalize_number(hits[-1])
             if value is not None:
                 return value
     boxed = last_boxed(text)
     if boxed is not None:
-        value = normalize_number(re.sub(r"\\text\{[^}]*\}|\\!|\\,", "", boxed))
+        value = normalize_number(re.sub(r"\\text\{[^}]*\}", "", boxed))
         if value is not None:
             return value
-    hits = _NUMBER_RE.findall(text)
-    for hit in reversed(hits):
-        value = normalize_number(hit)
-        if value is not None:
-            return value
-    return None
+    values = numbers_in(text)
+    return canonical(values[-1]) if values else None
 
 
 LETTERS = "ABCDEFGHIJ"

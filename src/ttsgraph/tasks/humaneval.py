@@ -2,12 +2,12 @@
 
 The paper's code ran one randomly chosen assert, which lets half-correct code pass; SPEC's
 decisions table asks for the whole `check(candidate)`. Model code only runs inside
-`ttsgraph.sandbox` (bubblewrap); without it grading refuses unless `unsafe_exec=True`.
+`ttsgraph.sandbox` (bubblewrap, or the unshare fallback); without one grading refuses unless
+`unsafe_exec=True`. A pass is the judge's proof line (`ttsgraph.tasks.harness`), never an exit status.
 """
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 
@@ -16,6 +16,7 @@ from ttsgraph.errors import TaskError
 from ttsgraph.sandbox import RunResult, SandboxLimits, run_python
 from ttsgraph.tasks.answers import code_block
 from ttsgraph.tasks.base import Grade, Item, Task, seeded_split
+from ttsgraph.tasks.harness import judge_run
 
 
 def _as_bool(value: object) -> bool:
@@ -37,30 +38,22 @@ def load_problems() -> list[dict]:
     return sorted(problems, key=lambda p: int(p["task_id"].split("/")[1]))
 
 
-def build_program(item: Item, code: str) -> str:
-    """The candidate code plus the official test and the call to `check`.
-
-    When the reply only continues the function body (as a completion model might), the prompt's
-    signature and docstring are put in front of it.
-    """
-    entry = item.meta["entry_point"]
-    if not re.search(rf"\bdef\s+{re.escape(entry)}\s*\(", code):
-        code = item.question + code
-    return f"{code}\n\n{item.meta['test']}\n\ncheck({entry})\n"
-
-
-def _summarize(result: RunResult) -> str:
+def _summarize(result: RunResult, proven: bool) -> str:
     if result.timed_out:
         return f"timed out after {result.seconds:.1f}s"
-    if result.ok:
+    if proven:
         return "all tests passed"
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    return f"exit {result.returncode}: {lines[-1][:200] if lines else 'no error output'}"
+    last = lines[-1][:200] if lines else "no error output"
+    if result.ok:  # status 0 without the judge's proof: the candidate ended the run itself
+        return f"no proof of a pass (exit 0 before the tests finished): {last}"
+    return f"exit {result.returncode}: {last}"
 
 
 class HumanEvalTask(Task):
     """HumanEval with a seeded 50/50 search/test split; options: seed, search_fraction,
-    unsafe_exec, timeout (seconds per program), memory_mb."""
+    unsafe_exec, timeout (seconds per program), memory_mb, sandbox ("bwrap" or "unshare" to force
+    one; by default the best available)."""
 
     grader = "sandbox"
     thread_safe_grading = True
@@ -80,6 +73,7 @@ class HumanEvalTask(Task):
         unsafe_exec: bool = False,
         timeout: float = 10.0,
         memory_mb: int = 1024,
+        sandbox: str | None = None,
     ) -> None:
         super().__init__()
         self.name = "humaneval"
@@ -87,6 +81,9 @@ class HumanEvalTask(Task):
         self.seed, self.search_fraction = seed, search_fraction
         self.unsafe_exec = _as_bool(unsafe_exec)
         self.limits = SandboxLimits(wall_seconds=float(timeout), memory_mb=int(memory_mb))
+        if sandbox not in (None, "bwrap", "unshare"):
+            raise TaskError(f"humaneval: sandbox must be 'bwrap' or 'unshare', got {sandbox!r}")
+        self.sandbox = sandbox
 
     def _load_splits(self) -> dict[str, list[Item]]:
         items = [
@@ -108,8 +105,11 @@ class HumanEvalTask(Task):
         return code_block(text)
 
     def _matches(self, extracted: str, item: Item) -> tuple[bool, str]:
-        result = run_python(build_program(item, extracted), self.limits, unsafe_exec=self.unsafe_exec)
-        return result.ok, _summarize(result)
+        meta = item.meta
+        run = judge_run(item.question, extracted, meta["test"], meta["entry_point"])
+        result = run_python(run.program, self.limits, unsafe_exec=self.unsafe_exec, sandbox=self.sandbox, stdin=run.stdin)
+        proven = not result.timed_out and result.returncode == 0 and result.stdout.strip() == run.proof
+        return proven, _summarize(result, proven)
 
     def grade(self, item: Item, text: str) -> Grade:
         code = code_block(text or "", item.meta["entry_point"])

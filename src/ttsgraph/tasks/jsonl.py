@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from ttsgraph.errors import FileFormatError, TaskError
-from ttsgraph.tasks.answers import choice_letter, final_number, numbers_equal
+from ttsgraph.tasks.answers import choice_letter, final_number, normalize_number, numbers_equal
 from ttsgraph.tasks.base import Item, Task, chars_per_4_lengths, seeded_split
 from ttsgraph.tasks.math import extract_math_answer, math_equal
 
@@ -104,8 +104,9 @@ class JsonlTask(Task):
                 values[field] = value
             if self.grader == "choice" and not re.fullmatch(r"\s*[A-J]\s*", values[self.answer_field]):
                 raise FileFormatError(f"grader 'choice' needs a letter answer A-J, got {values[self.answer_field]!r}", path=where, line=line_no)
-            if self.grader == "numeric" and final_number(values[self.answer_field]) is None:
-                raise FileFormatError(f"grader 'numeric' needs a numeric answer, got {values[self.answer_field]!r}", path=where, line=line_no)
+            if self.grader == "numeric" and normalize_number(values[self.answer_field]) is None:
+                # Refused, not cut to its last number: "3:30 p.m." would silently become 30.
+                raise FileFormatError(f"grader 'numeric' needs one number as the answer, got {values[self.answer_field]!r}", path=where, line=line_no)
             key = values[self.id_field] if self.id_field else str(line_no)
             if key in seen:
                 raise FileFormatError(f"duplicate id {key!r} (first on line {seen[key]})", path=where, line=line_no)
@@ -133,7 +134,7 @@ class JsonlTask(Task):
 
     def _matches(self, extracted: str, item: Item) -> tuple[bool, str]:
         if self.grader == "numeric":
-            ok = numbers_equal(extracted, final_number(item.answer) or item.answer)
+            ok = numbers_equal(extracted, item.answer)
         elif self.grader == "choice":
             ok = extracted.strip().upper() == item.answer.strip().upper()
         elif self.grader == "math":

@@ -16,6 +16,7 @@ from ttsgraph.cost import PAPER_LENGTHS
 from ttsgraph.errors import TaskError
 from ttsgraph.tasks.answers import last_boxed
 from ttsgraph.tasks.base import Item, Task, seeded_split
+from ttsgraph.tasks.numbers import canonical, numbers_in, parse_number
 from ttsgraph.tasks.datafiles import load_records
 
 # math-verify logs a warning every time a timeout is disabled; that is our deliberate choice.
@@ -51,15 +52,41 @@ def math_equal(gold: str, predicted: str) -> bool:
     return False
 
 
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+
+
 def extract_math_answer(text: str) -> str | None:
-    """The last `\\boxed{}`; failing that, what follows the last "The answer is"."""
+    """The last `\\boxed{}`; failing that, what follows the last "The answer is"; failing that
+    (a reply that ends in a bare `204` or `$204$`), the math on the last line, else the last
+    number in the text. A `\\boxed{` left unclosed (a cut-off reply) gives None, not a guess."""
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed
+    if "\\boxed" in text or "\\fbox" in text:
+        return None
     hits = re.findall(r"answer is:?\s*\$*([^\n$]+?)\$*\s*\.?\s*$", text, re.IGNORECASE | re.MULTILINE)
     if hits:
         return hits[-1].strip()
-    return None
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    spans = [next(g for g in m.groups() if g is not None).strip() for m in _MATH_SPAN.finditer(lines[-1])]
+    if spans and spans[-1]:
+        return spans[-1]
+    last = lines[-1].rstrip(".").strip()
+    value = parse_number(last)
+    if value is not None:
+        return canonical(value)
+    if len(last) <= _MAX_BARE and _BARE_EXPRESSION.fullmatch(last):
+        return last
+    values = numbers_in(text)
+    return canonical(values[-1]) if values else None
+
+
+# A last line that is only math: digits, operators, brackets, LaTeX commands, single letters; short,
+# because a final answer is (and math-verify is slow on long input).
+_MAX_BARE = 120
+_BARE_EXPRESSION = re.compile(r"(?:\\[A-Za-z]+|[0-9]|[a-zA-Z](?![A-Za-z])|[\s+\-*/^_=(){}\[\],.!<>|'])+")
 
 
 class MathTask(Task):
