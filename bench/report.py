@@ -49,8 +49,9 @@ def synthetic_run(path: Path, trials: int, items: int, seed: int = 0) -> None:
                     p, c = 40 + 30 * g.in_degree(n.id), rng.randint(5, 40)
                     secs = p / 600 + c / (70 if n.model == SMOL else 45) + rng.uniform(0, 0.05)
                     nodes.append(NodeTrace(n.id, n.model, n.role, "Answer: 1", p, c, secs, 0.0, secs, 1e9))
-                results.append(ItemResult(str(i), "Answer: 1", "1", rng.random() < 0.5, None, 1.0, 1.0, 1.0, 1e9,
-                                          1e9, nodes))
+                results.append(ItemResult(item_id=str(i), output_text="Answer: 1", extracted="1",
+                                          correct=rng.random() < 0.5, error=None, wall=1.0, critical_path=1.0,
+                                          sequential=1.0, planned_flops=1e9, measured_flops=1e9, nodes=nodes))
             correct = sum(r.correct for r in results)
             ev = Evaluation(k, g, correct / items, correct / items, correct, items, 0, [str(i) for i in range(items)],
                             float(len(g.nodes)), float(len(g.nodes)), rng.uniform(0.5, 3.0))

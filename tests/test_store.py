@@ -24,8 +24,10 @@ def _evaluation(trial: int = 0, acc: float = 0.5) -> Evaluation:
 
 def _results() -> list[ItemResult]:
     node = NodeTrace("out", "smollm2-135m", "fuser", "Answer: 3", 10, 4, 0.3, 0.0, 0.3, 1e9)
-    return [ItemResult("a/1", "Answer: 3", "3", True, None, 0.4, 0.3, 0.5, 2e9, 1.9e9, [node]),
-            ItemResult("a/2", None, None, False, "node out (smollm2-135m): empty reply", 0.1, 0.0, 0.0, 2e9, 0.0, [])]
+    return [ItemResult(item_id="a/1", output_text="Answer: 3", extracted="3", correct=True, error=None, wall=0.4,
+                       critical_path=0.3, sequential=0.5, planned_flops=2e9, measured_flops=1.9e9, nodes=[node]),
+            ItemResult(item_id="a/2", output_text=None, error="node out (smollm2-135m): empty reply", wall=0.1,
+                       critical_path=0.0, sequential=0.0, planned_flops=2e9, measured_flops=0.0)]
 
 
 def test_roundtrip(tmp_path):

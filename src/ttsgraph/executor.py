@@ -24,7 +24,7 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 from ttsgraph.cost import TaskLengths, measured_node_flops, planned_graph_flops, unit_flops
@@ -100,29 +100,19 @@ class GraphRun:
     nodes: list[NodeTrace] = field(default_factory=list)
 
 
-@dataclass
-class ItemResult:
-    """One item's outcome. `error` is set when a node failed (then `correct` is False and the item
-    counts as an error, not as a wrong answer). Latencies in seconds, FLOPs absolute."""
+@dataclass(kw_only=True)
+class ItemResult(GraphRun):
+    """A run graded against one task item. `error` is set when a node failed (then `correct` is
+    False and the item counts as an error, not as a wrong answer). Build with keywords."""
 
     item_id: str
-    output_text: str | None
-    extracted: str | None
-    correct: bool
-    error: str | None
-    wall: float
-    critical_path: float
-    sequential: float
-    planned_flops: float
-    measured_flops: float
-    nodes: list[NodeTrace] = field(default_factory=list)
+    extracted: str | None = None
+    correct: bool = False
     detail: str = ""
 
     @classmethod
     def ungraded(cls, item_id: str, run: GraphRun) -> ItemResult:
-        return cls(item_id=item_id, output_text=run.output_text, extracted=None, correct=False, error=run.error,
-                   wall=run.wall, critical_path=run.critical_path, sequential=run.sequential,
-                   planned_flops=run.planned_flops, measured_flops=run.measured_flops, nodes=run.nodes)
+        return cls(item_id=item_id, **{f.name: getattr(run, f.name) for f in fields(GraphRun)})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -210,23 +210,19 @@ class Graph:
             level[i] = max((level[p] + 1 for p in self.preds(i)), default=0)
         return level
 
+    def _worker_levels(self) -> list[int]:
+        level = self.levels()
+        return [level[i] for i in self.ids if i != self.output]
+
     @property
     def depth(self) -> int:
         """Longest chain of worker nodes feeding the output (the output alone counts as depth 1)."""
-        workers = [i for i in self.ids if i != self.output]
-        if not workers:
-            return 1
-        level = self.levels()
-        return max(level[i] for i in workers) + 1
+        return max(self._worker_levels(), default=0) + 1
 
     @property
     def width(self) -> int:
-        """Most worker nodes that sit on one level (run side by side)."""
-        workers = [i for i in self.ids if i != self.output]
-        if not workers:
-            return 1
-        level = self.levels()
-        return max(Counter(level[i] for i in workers).values())
+        """Most worker nodes that sit on one level (run side by side); 1 for the output alone."""
+        return max(Counter(self._worker_levels()).values(), default=1)
 
     # ----- identity ------------------------------------------------------------------------
     def canonical_form(self) -> str:

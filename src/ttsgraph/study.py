@@ -120,6 +120,34 @@ def _calls(results: Sequence[ItemResult]) -> tuple[int, int]:
     return sum(1 for t in nodes if t.called and not t.cached), sum(1 for t in nodes if t.cached)
 
 
+@dataclass(frozen=True)
+class StudySettings:
+    """How a study spends and selects: the evaluation budget (iterations × batch items), the seed of
+    the item stream, the objective and selection rule, racing, and the test size."""
+
+    iterations: int
+    batch: int
+    seed: int = 0
+    objective: str = "accuracy"
+    latency_weight: float = 0.0
+    select: str = "best"
+    race: int = 0
+    race_items: int | None = None
+    test_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise TtsGraphError(f"unknown objective {self.objective!r}; use one of {', '.join(OBJECTIVES)}")
+        if self.select not in SELECTIONS:
+            raise TtsGraphError(f"unknown selection {self.select!r}; use one of {', '.join(SELECTIONS)}")
+        if self.iterations < 1 or self.batch < 1:
+            raise TtsGraphError(f"iterations and batch must be >= 1, got {self.iterations}, {self.batch}")
+        if self.latency_weight < 0:
+            raise TtsGraphError(f"latency weight must be >= 0, got {self.latency_weight}")
+        if self.race_items is None:
+            object.__setattr__(self, "race_items", self.batch)
+
+
 class Study:
     """Drives `optimizer` against an `Evaluator` (in-process or distributed); see the module docstring.
 
@@ -138,43 +166,15 @@ class Study:
         optimizer: Optimizer,
         evaluator: Evaluator,
         *,
-        iterations: int,
-        batch: int,
-        seed: int = 0,
-        objective: str = "accuracy",
-        latency_weight: float = 0.0,
-        select: str = "best",
         params: SamplingParams | None = None,
-        race: int = 0,
-        race_items: int | None = None,
-        test_limit: int | None = None,
+        **settings: Any,
     ) -> None:
-        if objective not in OBJECTIVES:
-            raise TtsGraphError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
-        if select not in SELECTIONS:
-            raise TtsGraphError(f"unknown selection {select!r}; use one of {', '.join(SELECTIONS)}")
-        if iterations < 1 or batch < 1:
-            raise TtsGraphError(f"iterations and batch must be >= 1, got {iterations} and {batch}")
-        if latency_weight < 0:
-            raise TtsGraphError(f"latency weight must be >= 0, got {latency_weight}")
-        self.store = store
-        self.task = task
-        self.pool = pool
-        self.space = space
-        self.optimizer = optimizer
-        self.evaluator = evaluator
-        self.iterations = iterations
-        self.batch = batch
-        self.seed = seed
-        self.objective = objective
-        self.latency_weight = latency_weight
-        self.select = select
-        self.race = race
-        self.race_items = race_items if race_items is not None else batch
-        self.test_limit = test_limit
+        self.settings = StudySettings(**settings)
+        self.store, self.task, self.pool, self.space = store, task, pool, space
+        self.optimizer, self.evaluator = optimizer, evaluator
         self.params = params or SamplingParams(temperature=space.temperature)
-        self.stream = ItemStream(task.items("search"), seed)
-        self.budget_items = iterations * batch
+        self.stream = ItemStream(task.items("search"), self.settings.seed)
+        self.budget_items = self.settings.iterations * self.settings.batch
         self._latency_ref: float | None = None
         self._progress: Progress | None = None
         self._t0 = time.perf_counter()
@@ -185,12 +185,14 @@ class Study:
 
     @classmethod
     def from_runtime(cls, rt: Runtime, store: RunStore, *, optimizer: Optimizer | None = None,
-                     space: SearchSpace | None = None) -> Study:
-        """The study a `RunConfig` describes, on the runtime's task, pool and evaluator."""
+                     space: SearchSpace | None = None, seed: int | None = None) -> Study:
+        """The study a `RunConfig` describes, on the runtime's task, pool and evaluator (bench rows
+        pass their own optimizer and seed)."""
         cfg = rt.config
         space = space or rt.space()
-        return cls(store, rt.task, rt.pool, space, optimizer or rt.optimizer(space), rt.evaluator,
-                   iterations=cfg.iterations, batch=cfg.batch, seed=cfg.seed, objective=cfg.objective,
+        seed = cfg.seed if seed is None else seed
+        return cls(store, rt.task, rt.pool, space, optimizer or rt.optimizer(space, seed=seed), rt.evaluator,
+                   iterations=cfg.iterations, batch=cfg.batch, seed=seed, objective=cfg.objective,
                    latency_weight=cfg.latency_weight, select=cfg.selection, params=rt.params, race=cfg.race,
                    race_items=cfg.race_items, test_limit=cfg.test_limit)
 
@@ -205,10 +207,10 @@ class Study:
             self._progress(event)
 
     def _utility(self, accuracy: float, latency: float) -> float:
-        if self.objective == "accuracy":
+        if self.settings.objective == "accuracy":
             return accuracy
         ref = self._latency_ref if self._latency_ref else (latency or 1.0)
-        return accuracy - self.latency_weight * latency / (ref or 1.0)
+        return accuracy - self.settings.latency_weight * latency / (ref or 1.0)
 
     def _admit(self, proposal: Proposal) -> tuple[Graph, dict[str, Any]]:
         """The graph to score: roles fixed if needed, repaired to the budget (recorded)."""
@@ -327,7 +329,7 @@ class Study:
                     meta = {**proposal.meta, **meta, "study": {"backend_calls": calls, "cache_hits": hits}}
                     evaluation = self._evaluation(0, graph, results, meta, candidate=proposal.candidate)
                     evaluation.trial = self.store.add_trial(evaluation, iteration=iteration, optimizer=name,
-                                                            seed=self.seed, results=results, position=position,
+                                                            seed=self.settings.seed, results=results, position=position,
                                                             eval_seconds=seconds)
                     self._eval_seconds += seconds
                 cursor += n
@@ -347,22 +349,22 @@ class Study:
     # ----- selection and the final test ------------------------------------------------------
     def _score_of(self, g: selection.GraphScore) -> float:
         """The objective's utility of a pooled graph (what `selection.rank` orders by)."""
-        return g.accuracy if self.objective == "accuracy" else self._utility(g.accuracy, g.latency or 0.0)
+        return g.accuracy if self.settings.objective == "accuracy" else self._utility(g.accuracy, g.latency or 0.0)
 
     async def _race(self, cands: list[selection.GraphScore]) -> None:
         """Re-score the top `race` candidates on fresh search items (stored as kind "race")."""
         done = {(t.iteration, t.position) for t in self.store.trials("race")}
         cursor = sum(len(t.item_ids) for t in self.store.trials())
-        top = selection.rank(cands, self._score_of)[: self.race]
+        top = selection.rank(cands, self._score_of)[: self.settings.race]
         for k, c in enumerate(top):
             if (0, k) in done:
                 continue
-            items = self.stream.take(cursor, self.race_items)
+            items = self.stream.take(cursor, self.settings.race_items)
             results, seconds = await self._score(c.graph, items, f"racing {k + 1}/{len(top)}")
             calls, hits = _calls(results)
             ev = self._evaluation(0, c.graph, results, {"race_of": c.trial,
                                                         "study": {"backend_calls": calls, "cache_hits": hits}})
-            self.store.add_trial(ev, iteration=0, optimizer=self.optimizer.name, seed=self.seed, results=results,
+            self.store.add_trial(ev, iteration=0, optimizer=self.optimizer.name, seed=self.settings.seed, results=results,
                                  position=k, kind="race", eval_seconds=seconds)
             self._eval_seconds += seconds
             cursor += len(items)
@@ -373,9 +375,9 @@ class Study:
         search = self.store.trials("search")
         if not search:
             raise TtsGraphError("the study scored no trial: nothing to select")
-        if self.race > 0 and self.select != "last":
+        if self.settings.race > 0 and self.settings.select != "last":
             await self._race(selection.candidates(search))
-        chosen = selection.choose(self.store.trials(), self.select, self._score_of)
+        chosen = selection.choose(self.store.trials(), self.settings.select, self._score_of)
         self.store.set_config(selection.CONFIG_KEY, chosen.to_dict())
         record = self.store.trial(chosen.trial)
         best = self._from_record(record)
@@ -397,18 +399,18 @@ class Study:
         )
 
     async def _test(self, graph: Graph) -> EvalSummary | None:
-        if self.test_limit == 0:
+        if self.settings.test_limit == 0:
             return None
         items = self.task.items("test")
-        if self.test_limit is not None:
-            items = items[: self.test_limit]
+        if self.settings.test_limit is not None:
+            items = items[: self.settings.test_limit]
         if not items:
             return None
         results, seconds = await self._score(graph, items, "test")
         calls, hits = _calls(results)
         summary = summarize(results, graph, self.pool, self.task)
         self.store.set_test_result(graph.canonical_hash(), "test",
-                                   {**summary.to_dict(), "limit": self.test_limit, "seconds": seconds})
+                                   {**summary.to_dict(), "limit": self.settings.test_limit, "seconds": seconds})
         self._emit(kind="test", accuracy=summary.accuracy, ci=list(summary.ci), seconds=seconds,
                    test_calls=calls, test_hits=hits)
         return summary

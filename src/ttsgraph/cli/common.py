@@ -22,17 +22,6 @@ out = Console()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Flags every command that calls models shares, declared once so they mean the same everywhere.
-# Defaults are None: the typed RunConfig holds the defaults, so a recipe can set what a flag omits.
-OPT_OPTION = typer.Option(None, "--opt", help="Optimizer option KEY=VALUE (repeatable); unknown keys are an error.")
-MAX_TOKENS_OPTION = typer.Option(None, "--max-tokens", min=1, help="Max tokens per worker node (default 256).")
-TEMPERATURE_OPTION = typer.Option(None, "--temperature", min=0.0, help="Worker sampling temperature (default 0.1).")
-CACHE_OPTION = typer.Option(None, "--cache", help="Response cache file (default: $TTSGRAPH_HOME or ~/.cache/ttsgraph/responses.sqlite).")
-NO_CACHE_OPTION = typer.Option(False, "--no-cache", help="No response cache: call the backends for every node, store nothing.")
-TIMEOUT_OPTION = typer.Option(None, "--timeout", min=0.001, help="Seconds per HTTP attempt to an OpenAI-compatible server (default 600).")
-RETRIES_OPTION = typer.Option(None, "--retries", min=0, help="Retries after a 429/5xx/connection error/timeout (default 3).")
-CONCURRENCY_OPTION = typer.Option(None, "--concurrency", "-c", min=1, help="Simultaneous calls per serving backend (default 4).")
-JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object on stdout.")
 
 
 def handle_errors(fn: F) -> F:
@@ -98,17 +87,3 @@ def parse_pairs(pairs: list[str] | None, what: str = "task") -> dict[str, Any]:
                     continue
         options[key.strip()] = value
     return options
-
-
-def run_flags(**given: Any) -> dict[str, Any]:
-    """The flags that were given (not None), as nested RunConfig data (`budget.nodes`, `sampling.…`)."""
-    nested: dict[str, Any] = {}
-    for key, value in given.items():
-        if value is None or value == [] or (value is False and key == "backend.no_cache"):
-            continue
-        *parents, leaf = key.split(".")
-        node = nested
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested

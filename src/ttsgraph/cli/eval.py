@@ -20,23 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import (
-    CACHE_OPTION,
-    CONCURRENCY_OPTION,
-    JSON_OPTION,
-    MAX_TOKENS_OPTION,
-    NO_CACHE_OPTION,
-    RETRIES_OPTION,
-    TEMPERATURE_OPTION,
-    TIMEOUT_OPTION,
-    console,
-    emit_json,
-    handle_errors,
-    out,
-    parse_pairs,
-    run_flags,
-)
-from ttsgraph.config import RunConfig, from_sources
+from ttsgraph.cli import flags
+from ttsgraph.cli.common import console, emit_json, handle_errors, out
+from ttsgraph.config import RunConfig
 from ttsgraph.errors import GraphError, TaskError
 from ttsgraph.evaluator import evaluate_one
 from ttsgraph.executor import EvalSummary, ItemResult, summarize
@@ -136,34 +122,17 @@ def print_summary(summary: EvalSummary, report: dict[str, Any]) -> None:
 
 @app.command("eval")
 @handle_errors
+@flags.with_run_flags
 def eval_command(
     graph_file: Path = typer.Argument(..., help="Graph file (JSON or the text form)."),
-    config: Path | None = typer.Option(None, "--config", help="A TOML recipe: its task, models, sampling and backend settings; flags override it."),
-    task: str | None = typer.Option(None, "--task", "-t", help="Task name, e.g. arithmetic, math500, mmlu:anatomy, jsonl:PATH."),
-    option: list[str] = typer.Option(None, "--option", "-o", help="Task option KEY=VALUE (repeatable), e.g. digits=2."),
     split: Split = typer.Option(Split.test, "--split", help="Which split to score: the held-out test split or the search split."),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Only the first N items of the split."),
-    models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or a models.toml; default local."),
     out_dir: Path | None = typer.Option(None, "--out", help="Write traces.jsonl and summary.json here."),
-    max_tokens: int | None = MAX_TOKENS_OPTION,
-    temperature: float | None = TEMPERATURE_OPTION,
-    cache: Path | None = CACHE_OPTION,
-    no_cache: bool = NO_CACHE_OPTION,
-    timeout: float | None = TIMEOUT_OPTION,
-    retries: int | None = RETRIES_OPTION,
-    concurrency: int | None = CONCURRENCY_OPTION,
-    as_json: bool = JSON_OPTION,
+    as_json: bool = flags.JSON,
+    run: flags.RunFlags = flags.FILLED_IN,
 ) -> None:
     """Run GRAPH on a task split and report accuracy (95% CI), errors, FLOPs and latency."""
-    flags = run_flags(**{
-        "task": task, "task_options": parse_pairs(option) or None, "models": models,
-        "sampling.max_tokens": max_tokens, "sampling.temperature": temperature,
-        "backend.cache": str(cache.expanduser().resolve()) if cache else None, "backend.no_cache": no_cache,
-        "backend.timeout": timeout, "backend.retries": retries, "backend.concurrency": concurrency,
-    })
-    if config is None and task is None:
-        raise TaskError("--task is required (or a --config recipe that sets task)")
-    cfg = from_sources(config, flags)
+    cfg = flags.new_config(run)
     graph = load_graph(graph_file)
     progress = Progress(
         SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),

@@ -18,23 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import (
-    CACHE_OPTION,
-    CONCURRENCY_OPTION,
-    JSON_OPTION,
-    MAX_TOKENS_OPTION,
-    NO_CACHE_OPTION,
-    RETRIES_OPTION,
-    TEMPERATURE_OPTION,
-    TIMEOUT_OPTION,
-    console,
-    emit_json,
-    handle_errors,
-    out,
-    parse_pairs,
-    run_flags,
-)
-from ttsgraph.config import from_sources
+from ttsgraph.cli import flags
+from ttsgraph.cli.common import console, emit_json, handle_errors, out
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.models import load_pool
 from ttsgraph.runtime import build_runtime, pinned_task
@@ -81,37 +66,20 @@ def print_profile(prof: Profile, path: Path | None, reused: bool) -> None:
 
 @app.command("profile")
 @handle_errors
+@flags.with_run_flags
 def profile_command(
-    config: Path | None = typer.Option(None, "--config", help="A TOML recipe: its task, models, sampling and backend settings; flags override it."),
-    task: str | None = typer.Option(None, "--task", "-t", help="Task name, e.g. arithmetic, math500, mmlu:anatomy, jsonl:PATH."),
-    option: list[str] = typer.Option(None, "--option", "-o", help="Task option KEY=VALUE (repeatable)."),
-    models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or a models.toml; default local."),
     items: int = typer.Option(5, "--items", "-n", min=1, help="Search items per graph."),
     mixes: int = typer.Option(4, "--mixes", min=0, help="How many equal-budget mixes to score besides the single models."),
     mix_nodes: int | None = typer.Option(None, "--mix-nodes", min=1, help="Node budget b of the mixes (default: largest model cost up to 9, at least 3)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the item choice and the mixes' random graphs (default 0)."),
-    max_tokens: int | None = MAX_TOKENS_OPTION,
-    temperature: float | None = TEMPERATURE_OPTION,
     out_dir: Path | None = typer.Option(None, "--out", help="Store as OUT/profile.json (default: ~/.cache/ttsgraph/profiles/)."),
-    cache: Path | None = CACHE_OPTION,
-    no_cache: bool = NO_CACHE_OPTION,
-    timeout: float | None = TIMEOUT_OPTION,
-    retries: int | None = RETRIES_OPTION,
-    concurrency: int | None = CONCURRENCY_OPTION,
     refresh: bool = typer.Option(False, "--refresh", help="Measure again even if a stored profile matches."),
     preset: str | None = typer.Option(None, "--preset", help="'paper': the paper's Insight-1 table instead of measuring."),
-    as_json: bool = JSON_OPTION,
+    as_json: bool = flags.JSON,
+    run: flags.RunFlags = flags.FILLED_IN,
 ) -> None:
     """Score each pool model alone and a few equal-budget mixes on search items (Insight 1); store and reuse."""
-    flags = run_flags(**{
-        "task": task, "task_options": parse_pairs(option) or None, "models": models, "seed": seed,
-        "sampling.max_tokens": max_tokens, "sampling.temperature": temperature,
-        "backend.cache": str(cache.expanduser().resolve()) if cache else None, "backend.no_cache": no_cache,
-        "backend.timeout": timeout, "backend.retries": retries, "backend.concurrency": concurrency,
-    })
-    if config is None and task is None:
-        raise TtsGraphError("--task is required (or a --config recipe that sets task)")
-    cfg = from_sources(config, flags)
+    cfg = flags.new_config(run, seed=seed)
     if preset is not None:
         if preset != "paper":
             raise TtsGraphError(f"unknown preset {preset!r}; available: paper")

@@ -27,24 +27,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import (
-    CACHE_OPTION,
-    CONCURRENCY_OPTION,
-    JSON_OPTION,
-    MAX_TOKENS_OPTION,
-    NO_CACHE_OPTION,
-    OPT_OPTION,
-    RETRIES_OPTION,
-    TEMPERATURE_OPTION,
-    TIMEOUT_OPTION,
-    console,
-    emit_json,
-    handle_errors,
-    out,
-    parse_pairs,
-    run_flags,
-)
-from ttsgraph.config import RunConfig, deep_merge, from_sources, legacy_config, make_config, resume_config
+from ttsgraph.cli import flags
+from ttsgraph.cli.common import console, emit_json, handle_errors, out, parse_pairs
+from ttsgraph.config import RunConfig, deep_merge, legacy_config, make_config, resume_config
 from ttsgraph.errors import BudgetError, TtsGraphError
 from ttsgraph.graph_io import to_text
 from ttsgraph.runtime import build_runtime
@@ -166,15 +151,12 @@ def print_result(result: StudyResult, study: Study) -> None:
 
 @app.command("search")
 @handle_errors
+@flags.with_run_flags
 def search_command(
-    config: Path | None = typer.Option(None, "--config", help="A TOML recipe (see examples/recipes/); flags override it."),
-    task: str | None = typer.Option(None, "--task", "-t", help="Task, e.g. arithmetic, math500, mmlu:anatomy, jsonl:PATH."),
-    option: list[str] = typer.Option(None, "--option", "-o", help="Task option KEY=VALUE (repeatable)."),
     budget: float | None = typer.Option(None, "--budget", help="Budget in normalized units (1 = one reference-model call)."),
     budget_nodes: int | None = typer.Option(None, "--budget-nodes", "-b", help="Budget as a node count b (SPEC §2.3)."),
-    models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or models.toml; default local."),
     optimizer: str | None = typer.Option(None, "--optimizer", help="agent-reinforce (default), random, tpe, reinforce, textgrad, hybrid."),
-    opt: list[str] = OPT_OPTION,
+    opt: list[str] = flags.OPT,
     agent: str | None = typer.Option(None, "--agent", help="Agent model (a pool model) for LLM-driven optimizers (= --opt agent=M)."),
     proposal: str | None = typer.Option(None, "--proposal", help="agent-reinforce: next graph from the agent or sampled from θ (agent|sample)."),
     profile: str | None = typer.Option(None, "--profile", help="Profile file for Agent-REINFORCE's initialization (default: newest stored match)."),
@@ -190,45 +172,35 @@ def search_command(
     race_items: int | None = typer.Option(None, "--race-items", min=1, help="Items per racing re-score (default: batch)."),
     test_limit: int | None = typer.Option(None, "--test-limit", min=0, help="Score the result on this many test items (0: skip; default all)."),
     output_model: str | None = typer.Option(None, "--output-model", help="The output node's model (default: the pool's; 'searched' to search it)."),
-    max_tokens: int | None = MAX_TOKENS_OPTION,
-    temperature: float | None = TEMPERATURE_OPTION,
-    cache: Path | None = CACHE_OPTION,
-    no_cache: bool = NO_CACHE_OPTION,
-    timeout: float | None = TIMEOUT_OPTION,
-    retries: int | None = RETRIES_OPTION,
-    concurrency: int | None = CONCURRENCY_OPTION,
-    as_json: bool = JSON_OPTION,
+    as_json: bool = flags.JSON,
+    run: flags.RunFlags = flags.FILLED_IN,
 ) -> None:
     """Search the best test-time-compute graph for a task under a FLOPs budget (resumable)."""
     options = parse_pairs(opt, "optimizer")
     options.update({k: v for k, v in (("agent", agent), ("proposal", proposal)) if v is not None})
-    flags = run_flags(**{
-        "task": task, "task_options": parse_pairs(option, "task") or None, "budget.units": budget,
-        "budget.nodes": budget_nodes, "models": _pool_arg(models), "optimizer.name": optimizer,
+    given = run.given(**{
+        "budget.units": budget, "budget.nodes": budget_nodes, "optimizer.name": optimizer,
         "optimizer.options": options or None, "profile": profile, "iterations": iterations, "batch": batch,
         "seed": seed, "select": select, "objective": objective, "latency_weight": latency_weight, "race": race,
         "race_items": race_items, "test_limit": test_limit, "output_model": output_model,
-        "sampling.max_tokens": max_tokens, "sampling.temperature": temperature,
-        "backend.cache": str(cache.expanduser().resolve()) if cache else None, "backend.no_cache": no_cache,
-        "backend.timeout": timeout, "backend.retries": retries, "backend.concurrency": concurrency,
     })
     if resume:
         if out_dir is None:
             raise TtsGraphError("--resume needs --out RUN (the run directory to continue)")
-        if config is not None:
+        if run.config is not None:
             raise TtsGraphError("--config starts a new run; --resume continues the one in --out with its own settings")
         store = RunStore.open(out_dir)
         try:
             stored = load_run_config(store)
-            if "cache" not in flags.get("backend", {}) and not no_cache and store.get_config("cache"):
+            if "cache" not in given.get("backend", {}) and not run.no_cache and store.get_config("cache"):
                 # the cache the interrupted run filled: its calls come back free
-                flags = deep_merge({"backend": {"cache": store.get_config("cache")}}, flags)
-            cfg = resume_config(stored, flags)
+                given = deep_merge({"backend": {"cache": store.get_config("cache")}}, given)
+            cfg = resume_config(stored, given)
         except BaseException:
             store.close()
             raise
     else:
-        cfg = from_sources(config, flags)
+        cfg = flags.new_config(run, given)
         if cfg.budget is None:
             raise BudgetError("give exactly one of --budget (units) or --budget-nodes (b), or set [budget] in --config")
         out_dir = out_dir or default_run_dir(cfg)
@@ -243,13 +215,6 @@ def search_command(
         emit_json(result.to_dict())
     else:
         print_result(result, study)
-
-
-def _pool_arg(models: str | None) -> str | None:
-    """A models.toml given on the command line is stored absolute, so --resume finds it anywhere."""
-    if models is not None and Path(models).exists():
-        return str(Path(models).resolve())
-    return models
 
 
 async def _run(cfg: RunConfig, store: RunStore, display: Display, *, resume: bool,
@@ -307,4 +272,4 @@ def _remove_run(path: Path) -> None:
         pass
 
 
-__all__ = ["search_command", "run_flags", "load_run_config", "default_run_dir"]
+__all__ = ["search_command", "load_run_config", "default_run_dir"]

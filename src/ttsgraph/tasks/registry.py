@@ -6,6 +6,7 @@ spellings. Options a task does not take are an error (a typo must not be silentl
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 
@@ -17,31 +18,21 @@ BUILTIN_TASKS: tuple[str, ...] = ("math500", "gsm8k", "mmlu", "humaneval", "arit
 ALIASES = {"math": "math500", "math-500": "math500", "human-eval": "humaneval", "human_eval": "humaneval"}
 
 
+_FACTORIES = {
+    "math500": ("ttsgraph.tasks.math", "MathTask"),
+    "gsm8k": ("ttsgraph.tasks.gsm8k", "Gsm8kTask"),
+    "mmlu": ("ttsgraph.tasks.mmlu", "MmluTask"),
+    "humaneval": ("ttsgraph.tasks.humaneval", "HumanEvalTask"),
+    "arithmetic": ("ttsgraph.tasks.arithmetic", "ArithmeticTask"),
+    "jsonl": ("ttsgraph.tasks.jsonl", "JsonlTask"),
+}
+
+
 def _factory(base: str) -> Callable[..., Task]:
-    if base == "math500":
-        from ttsgraph.tasks.math import MathTask
-
-        return MathTask
-    if base == "gsm8k":
-        from ttsgraph.tasks.gsm8k import Gsm8kTask
-
-        return Gsm8kTask
-    if base == "mmlu":
-        from ttsgraph.tasks.mmlu import MmluTask
-
-        return MmluTask
-    if base == "humaneval":
-        from ttsgraph.tasks.humaneval import HumanEvalTask
-
-        return HumanEvalTask
-    if base == "arithmetic":
-        from ttsgraph.tasks.arithmetic import ArithmeticTask
-
-        return ArithmeticTask
-    if base == "jsonl":
-        from ttsgraph.tasks.jsonl import JsonlTask
-
-        return JsonlTask
+    """The task class, imported on first use (graders and data load only for the task asked for)."""
+    if base in _FACTORIES:
+        module, cls = _FACTORIES[base]
+        return getattr(importlib.import_module(module), cls)
     raise TaskError(f"unknown task {base!r}; known: {', '.join(BUILTIN_TASKS)}, mmlu:<subject>, jsonl:PATH")
 
 
