@@ -62,7 +62,7 @@ def test_accuracy_latency_search_returns_a_pareto_graph_and_reports_it(tmp_path:
         trials = store.trials()
         config = store.config()
         agent_entries = len(store.agent_log())
-    assert config["search"]["objective"] == "accuracy-latency"
+    assert config["run"]["objective"] == "accuracy-latency"
     assert trials and agent_entries > 0
     points = pooled(trials)
     chosen = next(p for p in points if p["hash"] == found["graph_hash"])
