@@ -391,7 +391,7 @@ def test_total_disk_quota_on_the_writable_space(kind):
 def test_unshare_fallback_is_refused_with_its_reason_when_the_bootstrap_cannot_hold(monkeypatch):
     # Simulate a machine where the mounts cannot be locked: the bootstrap refuses, so does the probe.
     refusing = "import sys\nsys.stderr.write('sandbox: the mounts are not locked\\n')\nsys.exit(125)\n"
-    monkeypatch.setattr(sandbox, "_UNSHARE_BOOT", refusing)
+    monkeypatch.setattr(sandbox, "UNSHARE_BOOT", refusing)
     monkeypatch.setattr(sandbox, "_bwrap_works", lambda uid: False)
     sandbox._unshare_works.cache_clear()
     try:

@@ -159,6 +159,28 @@ def test_errors_are_not_wrong_answers(tmp_path, pool, task):
         assert all("connection reset" in r["error"] for r in study.store.item_results(t.id))
 
 
+def test_search_and_test_accuracy_both_count_errors_as_not_correct(tmp_path, pool, task):
+    """One accuracy: an errored item is in the denominator of a search trial as of the test score
+    (before, search trials left errors out: 1 right + 1 error read 100 % in search, 50 % in test)."""
+    def half_broken(model, messages, sample):
+        question = messages[-1]["content"]
+        if sum(map(ord, question)) % 2:
+            raise BackendError("connection reset", model=model)
+        return f"Answer: {answer_of(question)}"  # every answered item is right
+
+    backend = build_backend(pool, None, fake=ScriptedBackend(half_broken))
+    study = make_study(tmp_path, pool, task, [chain(1, SMOL)], backend=backend, iterations=3, batch=4, test_limit=8)
+    result = run(study)
+    trials = study.store.trials()
+    assert sum(t.errors for t in trials) > 0 and sum(t.scored for t in trials) > 0
+    for t in trials:
+        assert t.accuracy == pytest.approx(t.correct / (t.scored + t.errors))
+    assert result.test is not None and result.test.errors > 0
+    assert result.test.accuracy == pytest.approx(result.test.correct / result.test.items)
+    items = sum(t.scored + t.errors for t in trials)
+    assert result.search_accuracy == pytest.approx(sum(t.correct for t in trials) / items)
+
+
 def test_select_best_pools_items_and_breaks_ties_by_units(tmp_path, pool, task):
     good = Graph([Node("a", GEMMA), Node("out", SMOL)], [("a", "out")], "out")
 

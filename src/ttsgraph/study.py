@@ -19,7 +19,6 @@ evaluation time (executor wall time) and agent time (`optimizer.agent_seconds()`
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from ttsgraph.models import ModelPool
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal
 from ttsgraph.search.role_rules import fix_roles
 from ttsgraph.search.space import SearchSpace
+from ttsgraph.item_stream import ItemStream
 from ttsgraph.store import RunStore, TrialRecord
 
 if TYPE_CHECKING:
@@ -45,30 +45,6 @@ if TYPE_CHECKING:
 OBJECTIVES = ("accuracy", "accuracy-latency")
 SELECTIONS = selection.RULES
 Progress = Callable[[dict[str, Any]], None]
-
-
-class ItemStream:
-    """A deterministic, endless walk over the search items: a seeded permutation, reshuffled with
-    a new seed (derived from the run seed and the pass number) each time it wraps around."""
-
-    def __init__(self, items: Sequence[Any], seed: int) -> None:
-        if not items:
-            raise TtsGraphError("the task's search split is empty: nothing to search on")
-        self.items = list(items)
-        self.seed = seed
-        self._orders: dict[int, list[int]] = {}
-
-    def _order(self, epoch: int) -> list[int]:
-        if epoch not in self._orders:
-            order = list(range(len(self.items)))
-            random.Random(f"ttsgraph-stream/{self.seed}/{epoch}").shuffle(order)
-            self._orders[epoch] = order
-        return self._orders[epoch]
-
-    def take(self, start: int, n: int) -> list[Any]:
-        """Items at stream positions start .. start+n-1."""
-        size = len(self.items)
-        return [self.items[self._order(p // size)[p % size]] for p in range(start, start + n)]
 
 
 @dataclass
@@ -88,6 +64,7 @@ class StudyResult:
     run_dir: Path
     search_accuracy: float = 0.0
     search_items: int = 0
+    search_errors: int = 0  # of the selected graph's search items, how many errored (counted as not correct)
     pareto: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +76,7 @@ class StudyResult:
             "graph_hash": self.best.graph.canonical_hash(),
             "search_accuracy": self.search_accuracy,
             "search_items": self.search_items,
+            "search_errors": self.search_errors,
             "test_accuracy": test.accuracy if test else None,
             "test_ci": list(test.ci) if test else None,
             "test_items": test.items if test else 0,
@@ -395,7 +373,8 @@ class Study:
             evaluations=sum(len(t.item_ids) for t in all_trials),
             backend_calls=self._calls, cache_hits=self._hits, eval_seconds=self._eval_seconds,
             agent_seconds=float(self.optimizer.agent_seconds()), trials=len(search), run_dir=run_dir,
-            search_accuracy=chosen.accuracy, search_items=chosen.items, pareto=chosen.pareto,
+            search_accuracy=chosen.accuracy, search_items=chosen.items, search_errors=chosen.errors,
+            pareto=chosen.pareto,
         )
 
     async def _test(self, graph: Graph) -> EvalSummary | None:

@@ -137,11 +137,12 @@ def print_result(result: StudyResult, study: Study) -> None:
               f"{d['planned_units']:.2f} / {study.space.budget.units:.2f} units")
     out.print(to_text(result.best.graph), highlight=False, markup=False)
     table = Table(show_header=False, box=None)
-    table.add_row("search accuracy", f"{pct(d['search_accuracy'])} over {d['search_items']} items")
+    table.add_row("search accuracy", f"{pct(d['search_accuracy'])} over {d['search_items']} items"
+                  + (f" ({d['search_errors']} errors, counted as not correct)" if d["search_errors"] else ""))
     if d["test_accuracy"] is not None:
         lo, hi = d["test_ci"]
         table.add_row("test accuracy", f"{pct(d['test_accuracy'])} [{pct(lo)}–{pct(hi)}] over {d['test_items']} items"
-                      + (f" ({d['test_errors']} errors)" if d["test_errors"] else ""))
+                      + (f" ({d['test_errors']} errors, counted as not correct)" if d["test_errors"] else ""))
     table.add_row("evaluations", f"{d['evaluations']} graph×item runs in {d['trials']} trials")
     table.add_row("backend calls / cache hits", f"{d['backend_calls']} / {d['cache_hits']}")
     table.add_row("time", f"{d['eval_seconds']:.1f}s evaluating + {d['agent_seconds']:.1f}s agent")
