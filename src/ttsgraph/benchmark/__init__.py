@@ -11,7 +11,7 @@ budget-matched self-consistency), `results` (rows, comparisons, bench.json, curv
 """
 
 from ttsgraph.benchmark.baselines import run_baselines, run_self_consistency, self_consistency_samples
-from ttsgraph.benchmark.config import DEFAULT_OPTIMIZERS, BenchConfig, check_config, make_budget, optimizer_options
+from ttsgraph.benchmark.config import DEFAULT_OPTIMIZERS, BenchConfig, check_config, optimizer_options
 from ttsgraph.benchmark.results import (
     BenchResult,
     BenchRow,
@@ -25,5 +25,5 @@ from ttsgraph.benchmark.results import (
 from ttsgraph.benchmark.run import run_bench, run_study
 
 __all__ = ["BenchConfig", "BenchResult", "BenchRow", "Comparison", "RunOutcome", "DEFAULT_OPTIMIZERS", "aggregate",
-           "check_config", "compare", "load_result", "make_budget", "optimizer_options", "plot_curves", "run_bench",
+           "check_config", "compare", "load_result", "optimizer_options", "plot_curves", "run_bench",
            "run_baselines", "run_self_consistency", "run_study", "self_consistency_samples"]

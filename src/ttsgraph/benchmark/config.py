@@ -12,9 +12,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttsgraph.cost import Budget
+from typing import TYPE_CHECKING
+
 from ttsgraph.errors import BudgetError, TtsGraphError
-from ttsgraph.models import ModelPool
+
+if TYPE_CHECKING:
+    from ttsgraph.config import RunConfig
 
 DEFAULT_OPTIMIZERS = ("agent-reinforce", "tpe", "random", "reinforce", "textgrad", "hybrid")
 
@@ -37,6 +40,8 @@ class BenchConfig:
     out: Path = Path("bench-out")
     cache: Path | None = None  # None = no cache (tests); the CLI passes the shared default
     concurrency: int = 2
+    timeout: float = 600.0  # seconds per HTTP attempt (OpenAI-compatible backends)
+    retries: int = 3
     max_tokens: int = 64
     temperature: float = 0.1
     agent_max_tokens: int = 768
@@ -44,22 +49,29 @@ class BenchConfig:
     select: str = "best"
     optimizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per optimizer name; "*" = all
 
+    def run_config(self) -> RunConfig:
+        """The `RunConfig` every study of the bench shares (task, pool, budget, sampling, backend,
+        evaluation budget, selection), so a bench assembles its runtime like every other command.
+        Its studies do not test (`test_limit=0`): the bench scores each selected graph itself on
+        the shared test items, keeping per-item outcomes for the paired comparison."""
+        from ttsgraph.config import make_config
+
+        budget = {"nodes": self.budget_nodes} if self.budget_nodes is not None else (
+            {"units": self.budget} if self.budget is not None else {"nodes": 3})
+        return make_config({
+            "task": self.task, "task_options": self.task_options, "models": self.models, "budget": budget,
+            "iterations": self.iterations, "batch": self.batch, "select": self.select, "test_limit": 0,
+            "sampling": {"temperature": self.temperature, "max_tokens": self.max_tokens},
+            "backend": {"cache": str(self.cache) if self.cache is not None else None, "no_cache": self.cache is None,
+                        "concurrency": self.concurrency, "timeout": self.timeout, "retries": self.retries},
+        })
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["optimizers"] = list(self.optimizers)
         d["out"] = str(self.out)
         d["cache"] = str(self.cache) if self.cache is not None else None
         return d
-
-
-def make_budget(config: BenchConfig, pool: ModelPool, lengths: Any) -> Budget:
-    if config.budget is not None and config.budget_nodes is not None:
-        raise BudgetError("give either --budget or --budget-nodes, not both")
-    if config.budget_nodes is not None:
-        return Budget.from_nodes(config.budget_nodes, pool, lengths)
-    if config.budget is not None:
-        return Budget(config.budget)
-    return Budget.from_nodes(3, pool, lengths)
 
 
 def declares(optimizer: str, key: str) -> bool:
@@ -98,6 +110,8 @@ def check_config(config: BenchConfig) -> None:
             raise TtsGraphError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(config, key)}")
     if config.test_limit is not None and config.test_limit < 1:
         raise TtsGraphError(f"--test-limit must be >= 1, got {config.test_limit}")
+    if config.budget is not None and config.budget_nodes is not None:
+        raise BudgetError("give either --budget or --budget-nodes, not both")
 
 
 def optimizer_options(name: str, config: BenchConfig, agent_model: str | None) -> dict[str, Any]:

@@ -13,64 +13,48 @@ from typing import Any
 
 from ttsgraph import selection
 from ttsgraph.benchmark.baselines import Progress, run_baselines
-from ttsgraph.benchmark.config import BenchConfig, check_config, make_budget, optimizer_options, run_dir_for, uses_agent
+from ttsgraph.benchmark.config import BenchConfig, check_config, optimizer_options, run_dir_for, uses_agent
 from ttsgraph.benchmark.results import BENCH_FILE, BenchResult, BenchRow, RunOutcome, aggregate, compare
 from ttsgraph.errors import TtsGraphError
-from ttsgraph.evaluator import Evaluator, LocalEvaluator, evaluate_one
+from ttsgraph.evaluator import evaluate_one
 from ttsgraph.executor import summarize
 from ttsgraph.graph import Graph
 from ttsgraph.jsonutil import to_jsonable
-from ttsgraph.llm.base import Backend, SamplingParams
-from ttsgraph.models import ModelPool
-from ttsgraph.search.base import SearchContext
+from ttsgraph.llm.base import Backend
+from ttsgraph.runtime import Runtime, build_runtime
 from ttsgraph.search.space import SearchSpace
 
 
 async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
                     progress: Progress | None = None) -> BenchResult:
     """Run the whole bench; `fake_backend` (unit tests only) replaces every model binding."""
-    from ttsgraph.llm.router import build_backend, check_bindings
-    from ttsgraph.models import load_pool
-    from ttsgraph.profile import find_profile
     from ttsgraph.search.agent_reinforce import default_agent
-    from ttsgraph.search.base import get_optimizer
-    from ttsgraph.tasks import load_task
 
     started = time.perf_counter()
     check_config(config)
-    task = load_task(config.task, **config.task_options)
-    pool = load_pool(config.models)
-    budget = make_budget(config, pool, task.lengths)
-    space = SearchSpace(pool, task.lengths, budget, temperature=config.temperature)
-    agent_model = config.agent or default_agent(pool)  # what `ttsgraph search` uses too
-    if uses_agent(config):
-        pool.spec(agent_model)  # an unknown agent model fails here, not after an hour of search
-    if fake_backend is None:
-        check_bindings(pool)
-    params = SamplingParams(temperature=config.temperature, max_tokens=config.max_tokens)
-    test_items = task.items("test")[: config.test_limit] if config.test_limit else task.items("test")
-    if not test_items:
-        raise TtsGraphError(f"task {task.name} has no test items")
-    profile = find_profile(task, pool) if any(get_optimizer(n).reads_profile for n in config.optimizers) else None
-    config.out.mkdir(parents=True, exist_ok=True)
     emit = progress or (lambda event, info: None)
-
-    async with build_backend(pool, config.cache, fake=fake_backend) as backend:
-        evaluator = LocalEvaluator(backend, pool, task, params=params, concurrency=config.concurrency)
-        context = SearchContext(backend=backend, task=task, objective="accuracy", profile=profile)
+    async with build_runtime(config.run_config(), fake_backend=fake_backend) as rt:
+        task, pool, params = rt.task, rt.pool, rt.params
+        space = rt.space()
+        agent_model = config.agent or default_agent(pool)  # what `ttsgraph search` uses too
+        if uses_agent(config):
+            pool.spec(agent_model)  # an unknown agent model fails here, not after an hour of search
+        test_items = task.items("test")[: config.test_limit] if config.test_limit else task.items("test")
+        if not test_items:
+            raise TtsGraphError(f"task {task.name} has no test items")
+        config.out.mkdir(parents=True, exist_ok=True)
         rows: list[BenchRow] = []
         if config.baselines:
-            rows += await run_baselines(backend, evaluator, task, pool, space, test_items, params,
+            rows += await run_baselines(rt.backend, rt.evaluator, task, pool, space, test_items, params,
                                         config.concurrency, emit)
         for name in config.optimizers:
             runs = []
             for seed in range(config.seeds):
                 emit("stage", {"name": f"{name} seed {seed}", "total": config.iterations * config.batch + len(test_items)})
-                run = await run_study(config, name, seed, task, pool, space, evaluator, context, params, agent_model,
-                                      emit)
+                run = await run_study(config, rt, space, name, seed, agent_model, emit)
                 t0 = time.perf_counter()
                 graph = Graph.from_dict(run.graph)
-                results = await evaluate_one(evaluator, graph, test_items, params=params,
+                results = await evaluate_one(rt.evaluator, graph, test_items, params=params,
                                              on_result=lambda r: emit("item", {}))
                 summary = summarize(results, graph, pool, task)
                 run.test_correct = [bool(r.correct) for r in results]
@@ -82,7 +66,7 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
                 emit("done", {"name": f"{name} seed {seed}"})
             rows.append(aggregate(name, runs))
         best, comparisons = compare(rows)
-        result = BenchResult(config.to_dict() | {"budget_units": budget.units, "node_budget": space.node_budget,
+        result = BenchResult(config.to_dict() | {"budget_units": space.budget.units, "node_budget": space.node_budget,
                                                  "pool": pool.name, "agent_model": agent_model},
                              rows, comparisons, best, [str(i.id) for i in test_items])
         result.draw_curves(config.out)
@@ -91,13 +75,9 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
     return result
 
 
-async def run_study(config: BenchConfig, name: str, seed: int, task: Any, pool: ModelPool, space: SearchSpace,
-                    evaluator: Evaluator, context: SearchContext, params: SamplingParams, agent_model: str,
+async def run_study(config: BenchConfig, rt: Runtime, space: SearchSpace, name: str, seed: int, agent_model: str,
                     emit: Progress) -> RunOutcome:
-    """One optimizer × seed as an ordinary study in its own run directory (resumed if it exists).
-    The study does not test: the bench scores every selected graph itself on the shared test
-    items, keeping per-item outcomes for the paired comparison."""
-    from ttsgraph.search.base import get_optimizer
+    """One optimizer × seed as an ordinary study in its own run directory (resumed if it exists)."""
     from ttsgraph.store import RunStore
     from ttsgraph.study import Study
 
@@ -107,10 +87,8 @@ async def run_study(config: BenchConfig, name: str, seed: int, task: Any, pool: 
     with store:
         if not resume:
             store.set_config("bench", {"optimizer": name, "seed": seed, **config.to_dict()})
-        optimizer = get_optimizer(name)(space, seed=seed, iterations=config.iterations, batch=config.batch,
-                                        context=context, **optimizer_options(name, config, agent_model))
-        study = Study(store, task, pool, space, optimizer, evaluator, iterations=config.iterations,
-                      batch=config.batch, seed=seed, select=config.select, params=params, test_limit=0)
+        optimizer = rt.optimizer(space, name=name, options=optimizer_options(name, config, agent_model), seed=seed)
+        study = Study.from_runtime(rt, store, optimizer=optimizer, space=space, seed=seed)
 
         def on_event(event: dict[str, Any]) -> None:
             if event.get("kind") == "item":

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from ttsgraph.benchmark import DEFAULT_OPTIMIZERS, BenchConfig, BenchResult, load_result, run_bench
+from ttsgraph.cli import flags
 from ttsgraph.cli.app import app
 from ttsgraph.cli.common import console, emit_json, handle_errors, out, parse_pairs
 from ttsgraph.errors import TtsGraphError
@@ -99,6 +100,8 @@ def bench_command(
     agent_max_tokens: int = typer.Option(768, "--agent-max-tokens", min=16, help="Max tokens per agent reply."),
     temperature: float = typer.Option(0.1, "--temperature", min=0.0, help="Sampling temperature of worker nodes."),
     concurrency: int = typer.Option(2, "--concurrency", "-c", min=1, help="Simultaneous calls per serving backend."),
+    timeout: float | None = flags.TIMEOUT,
+    retries: int | None = flags.RETRIES,
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the single-model and self-consistency rows."),
     show: Path | None = typer.Option(None, "--show", help="Print the results of a finished bench directory (redraws its PNG) instead of running."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -120,6 +123,7 @@ def bench_command(
         cache=None if no_cache else (cache or default_cache_path()), concurrency=concurrency, max_tokens=max_tokens,
         agent_max_tokens=agent_max_tokens, temperature=temperature, baselines=not no_baselines,
         optimizer_options=parse_optimizer_options(opt),
+        **{k: v for k, v in (("timeout", timeout), ("retries", retries)) if v is not None},
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=as_json) as progress:
