@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from ttsgraph.cost import TaskLengths, measured_node_flops, planned_graph_flops, unit_flops
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.graph import Graph
-from ttsgraph.llm.base import Backend, Message, SamplingParams, request_key
+from ttsgraph.llm.base import Backend, Completion, Message, SamplingParams, request_key
 from ttsgraph.models import ModelPool
 from ttsgraph.stats import percentile, wilson_interval
 
@@ -125,6 +125,16 @@ PromptFn = Callable[[str, list[str], bool], list[Message]]
 a server request's."""
 
 
+async def _streamed(backend: Backend, model: str, messages: list[Message], params: SamplingParams, sample: int,
+                    on_piece: Callable[[str], None]) -> Completion:
+    """`backend.stream`, each piece handed to `on_piece`; the final `Completion`."""
+    async for event in backend.stream(model, messages, params, sample):
+        if isinstance(event, Completion):
+            return event
+        on_piece(event)
+    raise TtsGraphError(f"{model}: the stream ended without a completion")
+
+
 def critical_path(graph: Graph, seconds: dict[str, float]) -> float:
     """Longest path of node seconds through the DAG, ending at the output node."""
     finish: dict[str, float] = {}
@@ -197,11 +207,13 @@ class Executor:
         return graph.pruned()[0]
 
     async def run(self, g: Graph, prompts: PromptFn, *, params: SamplingParams | None = None,
-                  rollout: int = 0) -> GraphRun:
+                  rollout: int = 0, on_output: Callable[[str], None] | None = None) -> GraphRun:
         """Run the prepared graph `g` once. `params` override the executor's for this run (a server
         request's temperature, max_tokens, stop). `rollout` r folds into the sample index
         (r · |nodes| + n for the n-th identical request), so rollouts of one request draw independent
-        samples while rollout 0 is what every study and cache entry so far used."""
+        samples while rollout 0 is what every study and cache entry so far used. `on_output` (a
+        server's stream) gets the output node's text piece by piece as its backend generates it;
+        the other nodes and the returned run are the same as without it."""
         params = params or self.params
         order = g.topological_order()
         traces = {nid: NodeTrace(nid, g.node(nid).model, g.node(nid).role) for nid in order}
@@ -229,7 +241,11 @@ class Executor:
                     async with self._semaphore(node.model):
                         trace.start = time.perf_counter() - t0
                         try:
-                            completion = await self.backend.complete(node.model, messages, params, trace.sample)
+                            if on_output is not None and nid == g.output:
+                                completion = await _streamed(self.backend, node.model, messages, params,
+                                                             trace.sample, on_output)
+                            else:
+                                completion = await self.backend.complete(node.model, messages, params, trace.sample)
                         finally:
                             trace.end = time.perf_counter() - t0
                 except TtsGraphError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -79,6 +80,13 @@ class Backend(Protocol):
         self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
     ) -> Completion: ...
 
+    def stream(
+        self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
+    ) -> AsyncIterator[str | Completion]:
+        """The same request, its text yielded in pieces as the model generates it, then one final
+        `Completion` equal to what `complete` returns (its text is the pieces joined, stripped)."""
+        ...
+
     async def aclose(self) -> None: ...
 
     async def __aenter__(self) -> Backend: ...
@@ -90,6 +98,15 @@ class BackendBase:
     """What every backend shares: it is an async context manager that frees its resources (HTTP
     clients, loaded models, the cache file) on exit, so callers write `async with backend:` and
     never probe for a close method. Subclasses override `aclose` when they hold anything."""
+
+    async def stream(
+        self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
+    ) -> AsyncIterator[str | Completion]:
+        """Backends that cannot stream send the whole reply as one piece (then the `Completion`);
+        the embedded and the OpenAI-compatible backends override this with real token streaming."""
+        completion = await self.complete(model, messages, params, sample)  # type: ignore[attr-defined]
+        yield completion.text
+        yield completion
 
     async def aclose(self) -> None:
         """Free what the backend holds (nothing by default)."""

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 import warnings
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from ttsgraph.errors import BackendError
@@ -146,6 +147,29 @@ class CachedBackend(BackendBase):
             raise
         finally:
             del self._inflight[key]
+
+    async def stream(
+        self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
+    ) -> AsyncIterator[str | Completion]:
+        """A hit (or an identical call already in flight) comes as one piece; a miss streams from
+        the wrapped backend and stores the assembled `Completion`, the same entry `complete` makes."""
+        key = sample_key(model, messages, params, sample)
+        if self.store.get(key) is not None or key in self._inflight:
+            done = await self.complete(model, messages, params, sample)
+            yield done.text
+            yield done
+            return
+        self.misses += 1
+        result: Completion | None = None
+        async for event in self.inner.stream(model, messages, params, sample):
+            if isinstance(event, Completion):
+                result = event
+            else:
+                yield event
+        if result is None or not result.text.strip():
+            raise BackendError("empty reply", model=model)
+        self.store.put(key, model, sample, result)
+        yield result
 
     async def aclose(self) -> None:
         """Close the cache file and the wrapped backend."""

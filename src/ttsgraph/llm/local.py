@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,48 @@ def _compute_slots(n_threads: int) -> threading.BoundedSemaphore:
         return slots
 
 
+
+class _TokenCounter:
+    """Wraps one call's `Llama.generate`: llama-cpp-python's streams carry no usage, so the prompt
+    and completion tokens are counted here exactly as its non-streaming usage counts them (the
+    prompt given to `generate`; sampled tokens, less an end-of-generation one). Stops generating
+    once `cancel` is set, which is how a cancelled call frees the model within a token."""
+
+    def __init__(self, llm: Any, cancel: threading.Event):
+        self._generate = llm.generate
+        self._vocab = llm._model.vocab
+        self._cancel = cancel
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:
+        import llama_cpp
+
+        self.prompt_tokens = len(tokens)
+        for token in self._generate(tokens, *args, **kwargs):
+            if self._cancel.is_set():
+                return
+            if not llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                self.completion_tokens += 1
+            yield token
+
+
+def _drain(chunks: Iterable[dict[str, Any]], chat: bool, on_piece: Callable[[str], None],
+           cancel: threading.Event) -> tuple[str, str | None]:
+    """Hand each streamed piece to `on_piece`; the joined text and the finish reason."""
+    parts: list[str] = []
+    finish = None
+    for chunk in chunks:
+        if cancel.is_set():
+            break
+        for choice in chunk.get("choices") or []:
+            piece = ((choice.get("delta") or {}).get("content") if chat else choice.get("text")) or ""
+            finish = choice.get("finish_reason") or finish
+            if piece:
+                parts.append(piece)
+                on_piece(piece)
+    return "".join(parts), finish
+
 class LocalBackend(BackendBase):
     """llama-cpp-python in-process. `models` maps pool names to `LocalModel`s (default: the two
     built-in ones). One lock per model, and at most cores // n_threads generations at once in the
@@ -181,7 +223,42 @@ class LocalBackend(BackendBase):
     ) -> Completion:
         if model not in self.models:
             raise BackendError(f"not an embedded model (known: {', '.join(self.models)})", model=model)
-        return await asyncio.to_thread(self._complete_blocking, model, messages, params, sample)
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self._generate, model, messages, params, sample, cancel, None)
+        except asyncio.CancelledError:
+            cancel.set()  # the worker thread stops at its next token and frees the model's lock
+            raise
+
+    async def stream(
+        self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
+    ) -> AsyncIterator[str | Completion]:
+        """Tokens as llama.cpp generates them (same seed and lock rules, same final `Completion` as
+        `complete`). The generation runs in a worker thread that hands pieces to the event loop."""
+        if model not in self.models:
+            raise BackendError(f"not an embedded model (known: {', '.join(self.models)})", model=model)
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def on_piece(piece: str) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+        def run() -> Completion:
+            try:
+                return self._generate(model, messages, params, sample, cancel, on_piece)
+            finally:
+                loop.call_soon_threadsafe(pieces.put_nowait, None)
+
+        worker = asyncio.ensure_future(asyncio.to_thread(run))
+        try:
+            while (piece := await pieces.get()) is not None:
+                yield piece
+            yield await worker
+        finally:
+            if not worker.done():
+                cancel.set()  # a consumer that stops early (a client gone) stops the generation too
+                worker.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _load(self, model: str) -> Any:
         llm = self._loaded.get(model)
@@ -208,16 +285,22 @@ class LocalBackend(BackendBase):
             self._loaded[model] = llm
         return llm
 
-    def _complete_blocking(
-        self, model: str, messages: list[Message], params: SamplingParams, sample: int
+    def _generate(
+        self, model: str, messages: list[Message], params: SamplingParams, sample: int,
+        cancel: threading.Event, on_piece: Callable[[str], None] | None,
     ) -> Completion:
+        """One generation in the calling (worker) thread; `on_piece` set = stream its text."""
         spec = self.models[model]
         seed = derive_seed(model, messages, params, sample)
         with self._locks[model], _compute_slots(self.n_threads):
+            if cancel.is_set():  # cancelled while waiting for the model: never start
+                raise BackendError("cancelled", model=model)
             llm = self._load(model)
             # Forget the previous prompt: llama-cpp-python would otherwise reuse a matching prefix,
             # and a different evaluation batching can change the last bits of the logits.
             llm.reset()
+            counter = _TokenCounter(llm, cancel)
+            llm.generate = counter.generate  # this call only (removed below): counts tokens, stops on cancel
             started = time.perf_counter()
             try:
                 # A JSON Schema in the params becomes a llama.cpp grammar, so even a tiny model's
@@ -237,10 +320,9 @@ class LocalBackend(BackendBase):
                         max_tokens=params.max_tokens,
                         stop=list(params.stop) or None,
                         seed=seed,
+                        stream=on_piece is not None,
                         **constraint,
                     )
-                    choice = out["choices"][0]
-                    text = (choice.get("message") or {}).get("content") or ""
                 else:
                     out = llm.create_completion(
                         prompt=render_completion_prompt(messages),
@@ -249,25 +331,31 @@ class LocalBackend(BackendBase):
                         max_tokens=params.max_tokens,
                         stop=(list(BASE_MODEL_STOPS) if not params.json_schema else []) + list(params.stop),
                         seed=seed,
+                        stream=on_piece is not None,
                         **constraint,
                     )
+                if on_piece is None:
                     choice = out["choices"][0]
-                    text = choice.get("text") or ""
+                    text = ((choice.get("message") or {}).get("content") if spec.chat else choice.get("text")) or ""
+                    finish = choice.get("finish_reason")
+                    usage = out.get("usage") or {}
+                    prompt_tokens = int(usage.get("prompt_tokens", 0))
+                    completion_tokens = int(usage.get("completion_tokens", 0))
+                else:
+                    text, finish = _drain(out, spec.chat, on_piece, cancel)
+                    prompt_tokens, completion_tokens = counter.prompt_tokens, counter.completion_tokens
             except (ValueError, RuntimeError) as exc:
                 # e.g. "Requested tokens (n) exceed context window of 2048", or a failed llama_decode
                 raise BackendError(str(exc), model=model) from exc
+            finally:
+                del llm.generate
             seconds = time.perf_counter() - started
+        if cancel.is_set():
+            raise BackendError("cancelled", model=model)
         if not text.strip():
-            raise BackendError(
-                f"empty reply (finish_reason={choice.get('finish_reason')!r}, seed={seed})", model=model
-            )
-        usage = out.get("usage") or {}
-        return Completion(
-            text=text.strip(),
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            seconds=seconds,
-        )
+            raise BackendError(f"empty reply (finish_reason={finish!r}, seed={seed})", model=model)
+        return Completion(text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                          seconds=seconds)
 
     async def aclose(self) -> None:
         """Free the loaded models."""

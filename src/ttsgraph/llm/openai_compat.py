@@ -16,6 +16,7 @@ import random
 import time
 import warnings
 import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -131,9 +132,50 @@ class OpenAICompatBackend(BackendBase):
     async def complete(
         self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
     ) -> Completion:
+        endpoint = self._endpoint(model)
+        response, started = await self._send(model, endpoint, messages, params, sample, stream=False)
+        return self._completion(model, endpoint, messages, response, time.perf_counter() - started)
+
+    async def stream(
+        self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
+    ) -> AsyncIterator[str | Completion]:
+        """The server's chunks as they arrive (`stream=True`, usage asked for with
+        `stream_options.include_usage`). Opening the stream is retried like `complete`; a stream
+        that breaks after its first piece fails (the pieces already went out)."""
+        openai = _openai()
+        endpoint = self._endpoint(model)
+        chunks, started = await self._send(model, endpoint, messages, params, sample, stream=True)
+        parts: list[str] = []
+        usage: Any = None
+        finish: str | None = None
+        try:
+            async for chunk in chunks:
+                usage = getattr(chunk, "usage", None) or usage
+                for choice in getattr(chunk, "choices", None) or []:
+                    piece = (choice.delta.content if endpoint.chat else choice.text) or ""
+                    finish = choice.finish_reason or finish
+                    if piece:
+                        parts.append(piece)
+                        yield piece
+        except openai.OpenAIError as exc:
+            raise BackendError(f"stream broke: {_describe(exc)}", model=model) from exc
+        finally:
+            await chunks.close()
+        text = "".join(parts)
+        if not text.strip():
+            raise BackendError(f"empty reply (finish_reason={finish!r})", model=model)
+        yield self._with_usage(model, endpoint, messages, text, usage, time.perf_counter() - started)
+
+    def _endpoint(self, model: str) -> Endpoint:
         endpoint = self.endpoints.get(model)
         if endpoint is None:
             raise BackendError(f"no OpenAI-compatible endpoint configured (known: {', '.join(self.endpoints)})", model=model)
+        return endpoint
+
+    async def _send(self, model: str, endpoint: Endpoint, messages: list[Message], params: SamplingParams,
+                    sample: int, *, stream: bool) -> tuple[Any, float]:
+        """One request with the retry loop; the response (or the open stream) and when the
+        successful attempt started."""
         openai = _openai()
         client = self._client(endpoint, model)
         seed = derive_seed(model, messages, params, sample)
@@ -144,36 +186,33 @@ class OpenAICompatBackend(BackendBase):
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
             started = time.perf_counter()
             try:
-                try:
-                    response = await self._request(client, endpoint, messages, params, seed)
-                except openai.APIStatusError as exc:
-                    # OpenAI and vLLM take response_format json_schema; llama-cpp-python's server
-                    # only json_object + schema (and says so with a 500): downgrade once per server.
-                    if not (params.json_schema and endpoint.chat and endpoint.base_url not in self._json_object
-                            and exc.status_code in (400, 422, 500) and "response_format" in exc.message):
-                        raise
-                    self._json_object.add(endpoint.base_url)
-                    response = await self._request(client, endpoint, messages, params, seed)
-            except openai.BadRequestError as exc:
-                if "seed" in exc.message.lower() and endpoint.base_url not in self._no_seed:
-                    self._no_seed.add(endpoint.base_url)  # the server does not take seeds: go without
-                    try:
-                        response = await self._request(client, endpoint, messages, params, seed)
-                    except openai.OpenAIError as exc2:
-                        if not _retriable(exc2):
-                            raise BackendError(_describe(exc2), model=model) from exc2
-                        last = _describe(exc2)
-                        continue
-                else:
-                    raise BackendError(_describe(exc), model=model) from exc
+                return await self._attempt(model, client, endpoint, messages, params, seed, stream), started
             except openai.OpenAIError as exc:
                 if not _retriable(exc):
                     raise BackendError(_describe(exc), model=model) from exc
                 last = _describe(exc)
-                continue
-            seconds = time.perf_counter() - started
-            return self._completion(model, endpoint, messages, response, seconds)
         raise BackendError(f"{last} (after {self.retries + 1} attempts)", model=model, retriable=True)
+
+    async def _attempt(self, model: str, client: "openai.AsyncOpenAI", endpoint: Endpoint, messages: list[Message],
+                       params: SamplingParams, seed: int, stream: bool) -> Any:
+        """One attempt, with the once-per-server downgrades (no `seed`, json_object schemas)."""
+        openai = _openai()
+        try:
+            try:
+                return await self._request(client, endpoint, messages, params, seed, stream)
+            except openai.APIStatusError as exc:
+                # OpenAI and vLLM take response_format json_schema; llama-cpp-python's server
+                # only json_object + schema (and says so with a 500): downgrade once per server.
+                if not (params.json_schema and endpoint.chat and endpoint.base_url not in self._json_object
+                        and exc.status_code in (400, 422, 500) and "response_format" in exc.message):
+                    raise
+                self._json_object.add(endpoint.base_url)
+                return await self._request(client, endpoint, messages, params, seed, stream)
+        except openai.BadRequestError as exc:
+            if "seed" in exc.message.lower() and endpoint.base_url not in self._no_seed:
+                self._no_seed.add(endpoint.base_url)  # the server does not take seeds: go without
+                return await self._request(client, endpoint, messages, params, seed, stream)
+            raise BackendError(_describe(exc), model=model) from exc
 
     async def _request(
         self,
@@ -182,8 +221,11 @@ class OpenAICompatBackend(BackendBase):
         messages: list[Message],
         params: SamplingParams,
         seed: int,
+        stream: bool = False,
     ) -> Any:
         extra: dict[str, Any] = {}
+        if stream:
+            extra.update(stream=True, stream_options={"include_usage": True})
         if endpoint.base_url not in self._no_seed:
             extra["seed"] = seed
         if params.json_schema and endpoint.chat:
@@ -222,7 +264,10 @@ class OpenAICompatBackend(BackendBase):
         text = (choice.message.content if endpoint.chat else choice.text) or ""
         if not text.strip():
             raise BackendError(f"empty reply (finish_reason={choice.finish_reason!r})", model=model)
-        usage = getattr(response, "usage", None)
+        return self._with_usage(model, endpoint, messages, text, getattr(response, "usage", None), seconds)
+
+    def _with_usage(self, model: str, endpoint: Endpoint, messages: list[Message], text: str, usage: Any,
+                    seconds: float) -> Completion:
         if usage is not None and usage.completion_tokens is not None:
             prompt_tokens, completion_tokens = int(usage.prompt_tokens or 0), int(usage.completion_tokens)
         else:

@@ -8,7 +8,7 @@ cache wraps the router, so it covers every kind of backend alike.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from ttsgraph.errors import BackendError, UnknownModelError
@@ -29,12 +29,21 @@ class RoutedBackend(BackendBase):
     async def complete(
         self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
     ) -> Completion:
+        return await self._route(model).complete(model, messages, params, sample)
+
+    async def stream(
+        self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
+    ) -> AsyncIterator[str | Completion]:
+        async for event in self._route(model).stream(model, messages, params, sample):
+            yield event
+
+    def _route(self, model: str) -> Backend:
         inner = self.routes.get(model)
         if inner is None:
             if model in self.unbound:
                 raise BackendError("has no backend binding: add backend/base_url to the models file", model=model)
             raise UnknownModelError(f"model {model!r} is not in the pool (known: {', '.join(self.routes)})")
-        return await inner.complete(model, messages, params, sample)
+        return inner
 
     async def aclose(self) -> None:
         seen: set[int] = set()
