@@ -324,3 +324,65 @@ def test_request_log_line(served, caplog) -> None:  # type: ignore[no-untyped-de
         reply = ask(server, "log me", seed=2)
     line = next(r.getMessage() for r in caplog.records if reply.id in r.getMessage())
     assert "model=par status=200" in line and f"tokens={reply.usage.total_tokens}" in line
+
+
+# ----- pure pieces: prompts, the request, graph sources ----------------------------------------
+
+def test_task_prompts_use_the_task_and_put_the_client_system_first() -> None:
+    from ttsgraph.serve.prompts import prompts_for
+    from ttsgraph.tasks import load_task
+
+    task = load_task("arithmetic")
+    prompts = prompts_for([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1+2?"}], task)
+    alone = prompts("assistant", [], False)
+    assert alone[0]["role"] == "system" and alone[0]["content"].startswith("Be brief.\n\n")
+    assert task.answer_rule in alone[0]["content"] and alone[-1]["content"] == "1+2?"
+    fused = prompts("fuser", ["3", "4"], False)
+    assert "[1]\n3" in fused[-1]["content"] and "[2]\n4" in fused[-1]["content"]
+
+
+def test_generic_prompts_keep_history_and_take_the_last_user_message() -> None:
+    from ttsgraph.serve.prompts import prompts_for
+
+    messages = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "reply"},
+                {"role": "user", "content": "second"}]
+    prompts = prompts_for(messages, None)
+    assert prompts("assistant", [], False) == messages  # a lone node sees the conversation as one model would
+    synth = prompts("assistant", ["x"], True)
+    assert synth[1:3] == messages[:2] and synth[-1]["content"].startswith("second")
+
+
+def test_text_parts_are_joined_and_other_parts_rejected() -> None:
+    from ttsgraph.serve.errors import ApiError
+    from ttsgraph.serve.protocol import parse_request, request_messages
+
+    ok = parse_request(json.dumps({"model": "m", "messages": [{"role": "developer", "content": "d"}, {
+        "role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}).encode())
+    assert request_messages(ok) == [{"role": "system", "content": "d"}, {"role": "user", "content": "ab"}]
+    with pytest.raises(ApiError, match=r"messages\[0\].content\[0\]: only text parts"):
+        parse_request(json.dumps({"model": "m", "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}).encode())
+
+
+def test_a_run_directory_serves_its_best_graph_under_the_run_name(tmp_path: Path) -> None:
+    from ttsgraph.serve.graphs import read_sources
+
+    run = tmp_path / "my-run"
+    run.mkdir()
+    save_graph(parallel(2, "smollm2-135m"), run / "best_graph.json")
+    save_graph(chain(1, "smollm2-135m"), tmp_path / "my-run.json")
+    [source] = read_sources([str(run)])
+    assert source.id == "my-run" and len(source.graph.nodes) == 3
+    with pytest.raises(Exception, match="two graphs would be served as model 'my-run'"):
+        read_sources([str(run), str(tmp_path / "my-run.json")])
+    (tmp_path / "unfinished").mkdir()
+    with pytest.raises(Exception, match="best_graph.json is missing"):
+        read_sources([str(tmp_path / "unfinished")])
+
+
+def test_a_graph_whose_model_is_not_in_the_pool_fails_before_serving(tmp_path: Path) -> None:
+    from ttsgraph.errors import TtsGraphError
+
+    save_graph(chain(1, "llama-3.1-8b"), tmp_path / "big.json")
+    with pytest.raises(TtsGraphError, match="big.json.*pass --models"):
+        prepare(ServeOptions(graphs=[str(tmp_path / "big.json")], models="local"), check=False)
