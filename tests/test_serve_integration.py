@@ -98,8 +98,9 @@ def test_n_two_choices(embedded: ServerThread) -> None:
 
 
 def test_seed_reproduces_from_the_cache(embedded: ServerThread) -> None:
-    ask = lambda: client(embedded).chat.completions.create(  # noqa: E731
-        model="duo", messages=Q, seed=4, temperature=0.9)
+    def ask():  # type: ignore[no-untyped-def]
+        return client(embedded).chat.completions.create(model="duo", messages=Q, seed=4, temperature=0.9)
+
     first, second = ask(), ask()
     assert first.choices[0].message.content == second.choices[0].message.content
     assert all(n["cached"] for n in second.model_extra["ttsgraph"]["choices"][0]["nodes"])
@@ -143,9 +144,8 @@ def _metrics(server: ServerThread) -> str:
 
 
 def test_timeout_is_504(tmp_path: Path) -> None:
-    with _server(tmp_path, request_timeout=0.2) as server:
-        with pytest.raises(openai.InternalServerError) as info:
-            client(server).chat.completions.create(model="parallel", messages=Q)
+    with _server(tmp_path, request_timeout=0.2) as server, pytest.raises(openai.InternalServerError) as info:
+        client(server).chat.completions.create(model="parallel", messages=Q)
     assert info.value.status_code == 504
 
 
