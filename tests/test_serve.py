@@ -386,3 +386,15 @@ def test_a_graph_whose_model_is_not_in_the_pool_fails_before_serving(tmp_path: P
     save_graph(chain(1, "llama-3.1-8b"), tmp_path / "big.json")
     with pytest.raises(TtsGraphError, match="big.json.*pass --models"):
         prepare(ServeOptions(graphs=[str(tmp_path / "big.json")], models="local"), check=False)
+
+
+def test_a_run_directory_brings_its_pool_and_lengths(tmp_path: Path) -> None:
+    from ttsgraph.store import RunStore
+
+    run = tmp_path / "r"
+    store = RunStore.create(run)
+    store.set_config("run", {"task": "arithmetic", "models": "local", "lengths": [12.0, 34.0]})
+    store.close()
+    save_graph(chain(1, "smollm2-135m"), run / "best_graph.json")
+    prepared = prepare(ServeOptions(graphs=[str(run)]), check=False)
+    assert prepared.pool.name == "local" and (prepared.lengths.prompt, prepared.lengths.answer) == (12.0, 34.0) and prepared.task is None

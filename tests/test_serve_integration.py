@@ -22,8 +22,9 @@ from ttsgraph.config import BackendSettings, Sampling
 from ttsgraph.graph import Graph, Node, parallel
 from ttsgraph.graph_io import save_graph
 from ttsgraph.llm.base import Completion, SamplingParams
+from ttsgraph.llm.llama_server import free_port
 from ttsgraph.serve import ServeOptions, create_app, prepare
-from ttsgraph.serve.runner import ServerThread, free_port
+from ttsgraph.serve.runner import ServerThread
 
 pytestmark = pytest.mark.integration
 

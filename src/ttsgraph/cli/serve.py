@@ -8,66 +8,54 @@ requests in flight finish (up to the request timeout) before the backends are cl
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from typing import Any
 
 import typer
 
+from ttsgraph.cli import flags
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import (
-    CACHE_OPTION,
-    CONCURRENCY_OPTION,
-    MAX_TOKENS_OPTION,
-    NO_CACHE_OPTION,
-    RETRIES_OPTION,
-    TEMPERATURE_OPTION,
-    TIMEOUT_OPTION,
-    console,
-    handle_errors,
-    parse_pairs,
-)
-from ttsgraph.config import BackendSettings, Sampling
+from ttsgraph.cli.common import console, handle_errors
+from ttsgraph.config import BackendSettings, Sampling, deep_merge, load_recipe
 from ttsgraph.errors import TtsGraphError
 
 
-def _settings(cls: type, **given: object) -> object:
+def _settings(cls: type, data: dict[str, Any], what: str) -> Any:
     try:
-        return cls(**{k: v for k, v in given.items() if v is not None})
+        return cls(**data)
     except ValueError as exc:
-        raise TtsGraphError(f"bad setting: {exc}") from None
+        raise TtsGraphError(f"{what}: {exc}".replace("\n", " ")) from None
 
 
 @app.command("serve")
 @handle_errors
+@flags.with_run_flags
 def serve_command(
     graphs: list[str] = typer.Argument(..., help="Graph files or run directories (a run serves its best_graph.json)."),
-    models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or a models.toml; default: the run's pool, else local."),
-    task: str | None = typer.Option(None, "--task", "-t", help="Use this task's role prompts and answer format (default: generic chat prompts)."),
-    option: list[str] = typer.Option(None, "--option", "-o", help="Task option KEY=VALUE (repeatable)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
     api_key_env: str | None = typer.Option(None, "--api-key-env", help="Require 'Authorization: Bearer <key>' with the key read from this environment variable."),
     max_concurrency: int = typer.Option(4, "--max-concurrency", min=1, help="Requests whose graphs run at once."),
     queue: int = typer.Option(16, "--queue", min=0, help="Requests that may wait for a slot; beyond that: 429 with Retry-After."),
     request_timeout: float = typer.Option(300.0, "--request-timeout", min=0.001, help="Seconds a request's graphs may run (then 504)."),
-    max_tokens: int | None = MAX_TOKENS_OPTION,
-    temperature: float | None = TEMPERATURE_OPTION,
-    cache: Path | None = CACHE_OPTION,
-    no_cache: bool = NO_CACHE_OPTION,
-    timeout: float | None = TIMEOUT_OPTION,
-    retries: int | None = RETRIES_OPTION,
-    concurrency: int | None = CONCURRENCY_OPTION,
+    run: flags.RunFlags = flags.FILLED_IN,
 ) -> None:
-    """Serve GRAPH_OR_RUN... as models of an OpenAI-compatible API (chat completions, streaming)."""
+    """Serve GRAPH_OR_RUN... as models of an OpenAI-compatible API (chat completions, streaming).
+
+    --task uses that task's role prompts (default: generic chat prompts); --models defaults to the
+    served run's pool, else local; --max-tokens/--temperature are the defaults of requests that do
+    not set them; a --config recipe gives task, models, sampling and backend settings."""
     import uvicorn
 
     from ttsgraph.serve import ServeOptions, create_app, prepare
 
+    given = run.given()
+    data = deep_merge(load_recipe(run.config), given) if run.config is not None else given
     options = ServeOptions(
-        graphs=list(graphs), models=models, task=task, task_options=parse_pairs(option),
-        api_key_env=api_key_env, max_concurrency=max_concurrency, queue=queue, request_timeout=request_timeout,
-        sampling=_settings(Sampling, max_tokens=max_tokens, temperature=temperature),  # type: ignore[arg-type]
-        backend=_settings(BackendSettings, cache=str(cache.expanduser().resolve()) if cache else None,  # type: ignore[arg-type]
-                          no_cache=no_cache or None, timeout=timeout, retries=retries, concurrency=concurrency),
+        graphs=list(graphs), models=data.get("models"), task=data.get("task"),
+        task_options=dict(data.get("task_options") or {}), api_key_env=api_key_env,
+        max_concurrency=max_concurrency, queue=queue, request_timeout=request_timeout,
+        sampling=_settings(Sampling, data.get("sampling") or {}, "sampling"),
+        backend=_settings(BackendSettings, data.get("backend") or {}, "backend"),
     )
     prepared = prepare(options)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

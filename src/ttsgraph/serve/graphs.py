@@ -8,8 +8,6 @@ listed as metadata next to their nodes.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,9 @@ from ttsgraph.errors import FileFormatError, GraphError, TtsGraphError
 from ttsgraph.graph import Graph
 from ttsgraph.graph_io import load_graph
 from ttsgraph.models import ModelPool
+from ttsgraph.store import RunStore
 
 BEST_GRAPH = "best_graph.json"
-RUN_DB = "run.sqlite"
 
 
 @dataclass(frozen=True)
@@ -60,19 +58,15 @@ class ServedGraph:
 
 
 def _run_config(run_dir: Path) -> dict[str, Any] | None:
-    """The run's stored config (read-only; no lock: the search may still be writing)."""
-    db = run_dir / RUN_DB
-    if not db.is_file():
+    """The run's stored config (read-only: no lock, another process may still be writing)."""
+    if not (run_dir / RunStore.FILE).is_file():
         return None
+    store = RunStore.open(run_dir, readonly=True)
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM config WHERE key = 'run'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
-    return json.loads(row[0]) if row else None
+        config = store.get_config("run")
+    finally:
+        store.close()
+    return config if isinstance(config, dict) else None
 
 
 def read_source(ref: str | Path) -> GraphSource:

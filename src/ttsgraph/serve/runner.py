@@ -7,7 +7,6 @@ finish, then the lifespan closes the backends).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from types import TracebackType
@@ -15,11 +14,7 @@ from types import TracebackType
 import uvicorn
 from fastapi import FastAPI
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ttsgraph.llm.llama_server import free_port
 
 
 class ServerThread:
