@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from types import TracebackType
+from typing import Self
 
 import uvicorn
 from fastapi import FastAPI
@@ -35,7 +36,7 @@ class ServerThread:
     def base_url(self) -> str:
         return f"{self.url}/v1"
 
-    def start(self) -> ServerThread:
+    def start(self) -> Self:
         self._thread.start()
         deadline = time.monotonic() + self._start_timeout
         while not self.server.started:
@@ -48,7 +49,7 @@ class ServerThread:
         self.server.should_exit = True
         self._thread.join(timeout=60)
 
-    def __enter__(self) -> ServerThread:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
