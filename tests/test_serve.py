@@ -47,6 +47,7 @@ class StreamingScript(ScriptedBackend):
 
         super().__init__(reply)
         self.started: list[str] = []  # questions of calls begun (`calls` records only those that got past the delay)
+        self.streamed = 0  # pieces streamed so far
 
     async def complete(self, model: str, messages: list[Message], params: SamplingParams,
                        sample: int = 0) -> Completion:
@@ -59,8 +60,10 @@ class StreamingScript(ScriptedBackend):
     async def stream(self, model: str, messages: list[Message], params: SamplingParams,
                      sample: int = 0) -> AsyncIterator[str | Completion]:
         done = await self.complete(model, messages, params, sample)
+        pause = 0.5 if "SLOWOUT" in _question(messages) else 0.01
         for k, word in enumerate(done.text.split(" ")):
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(pause)
+            self.streamed += 1
             yield (" " if k else "") + word
         yield done
 
@@ -306,6 +309,28 @@ def test_client_disconnect_cancels_the_graph(served) -> None:  # type: ignore[no
     finished = [c for c in backend.calls if "SLOW and abandoned" in _question(c.messages)]
     assert len(started) == 3 and finished == []  # three workers began, were cancelled; the output node never ran
     assert _metric(server, 'ttsgraph_requests_total{model="par",status="499"}') == 1
+
+
+def test_client_leaving_mid_stream_stops_the_output_node_and_frees_its_slot(served) -> None:  # type: ignore[no-untyped-def]
+    import http.client
+
+    server, backend = served
+    before = _metric(server, 'ttsgraph_requests_total{model="par",status="499"}')
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/v1/chat/completions", json.dumps({
+        "model": "par", "stream": True, "messages": [{"role": "user", "content": "SLOWOUT please"}]}),
+        {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200 and response.read1(1)  # the stream has begun
+    streamed = backend.streamed
+    conn.close()  # the client leaves while the output node is still writing
+    deadline = time.monotonic() + 5
+    while _metric(server, 'ttsgraph_requests_total{model="par",status="499"}') == before:
+        assert time.monotonic() < deadline, "the abandoned stream was never closed"
+        time.sleep(0.05)
+    time.sleep(1.0)
+    assert backend.streamed <= streamed + 2  # the output node stopped (it had 6 more pieces at 0.5 s each)
+    assert _metric(server, "ttsgraph_graphs_in_flight") == 0
 
 
 def test_ready_and_metrics(served) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -70,6 +70,21 @@ async def until_disconnect(request: Request, aw: Awaitable[T]) -> T:
         for t in (task, watcher):
             t.cancel()
         await asyncio.gather(task, watcher, return_exceptions=True)
+
+
+class ClosingStream(StreamingResponse):
+    """A streaming response that calls `on_close` once however it ends — finished, failed, or
+    never started because the client left — so a request's slot and graph are always let go."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None], **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
 
 
 def error_response(exc: ApiError, rid: str | None = None) -> JSONResponse:
@@ -199,19 +214,15 @@ def create_app(prepared: Prepared, *, fake_backend: Backend | None = None) -> Fa
                 raise
             held, ticket = ticket, None  # released when the stream ends
 
-            async def body() -> AsyncIterator[bytes]:
-                try:
-                    async for part in graph_stream.events(first):
-                        yield part
-                finally:
-                    graph_stream.cancel()
-                    held.release()
-                    code, done = graph_stream.status()
-                    finish(rid, model, code, t0, done, True, graph_stream.ttft)
+            def closed() -> None:
+                graph_stream.cancel()
+                held.release()
+                code, done = graph_stream.status()
+                finish(rid, model, code, t0, done, True, graph_stream.ttft)
 
-            status = -1  # logged by the stream when it ends
-            return StreamingResponse(body(), media_type="text/event-stream",
-                                     headers={"X-Request-Id": rid, "Cache-Control": "no-cache"})
+            status = -1  # logged when the stream ends
+            return ClosingStream(graph_stream.events(first), closed, media_type="text/event-stream",
+                                 headers={"X-Request-Id": rid, "Cache-Control": "no-cache"})
         except ApiError as exc:
             status = exc.status
             return error_response(exc, rid)
