@@ -423,3 +423,21 @@ def test_a_run_directory_brings_its_pool_and_lengths(tmp_path: Path) -> None:
     save_graph(chain(1, "smollm2-135m"), run / "best_graph.json")
     prepared = prepare(ServeOptions(graphs=[str(run)]), check=False)
     assert prepared.pool.name == "local" and (prepared.lengths.prompt, prepared.lengths.answer) == (12.0, 34.0) and prepared.task is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.json"], "missing.json: no such graph file or run directory"),
+    (["examples/single.json", "--api-key-env", "TTSGRAPH_SURELY_UNSET"],
+     "--api-key-env: environment variable TTSGRAPH_SURELY_UNSET is not set"),
+    (["examples/single.json", "--max-tokens", "0"], "--max-tokens"),
+    (["examples/single.json", "--task", "nosuchtask"], "unknown task 'nosuchtask'"),
+])
+def test_cli_refuses_bad_input_in_one_line_before_listening(args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from ttsgraph.cli import app
+
+    root = Path(__file__).resolve().parents[1]
+    result = CliRunner().invoke(app, ["serve", *[str(root / a) if a.endswith(".json") else a for a in args]])
+    assert result.exit_code == 2 and message in result.output.replace("\n", " ")
+    assert "listening" not in result.output
