@@ -63,6 +63,8 @@ class StreamingScript(ScriptedBackend):
         pause = 0.5 if "SLOWOUT" in _question(messages) else 0.01
         for k, word in enumerate(done.text.split(" ")):
             await asyncio.sleep(pause)
+            if k == 2 and "BREAK" in _question(messages):
+                raise BackendError("stream broke: connection reset", model=model)
             self.streamed += 1
             yield (" " if k else "") + word
         yield done
@@ -178,6 +180,28 @@ def test_stream_sends_role_then_pieces_then_finish_and_usage(served) -> None:  #
     plain = ask(server, "stream it", seed=11)
     assert "".join(pieces) == plain.choices[0].message.content  # same sample, streamed or not
     assert chunks[-1].usage.total_tokens == plain.usage.total_tokens
+
+
+def test_stream_with_n_two_interleaves_choices_and_finishes_each(served) -> None:  # type: ignore[no-untyped-def]
+    server, _ = served
+    chunks = list(ask(server, "two streams", stream=True, n=2, seed=12))
+    assert {c.index for c in chunks[0].choices} == {0, 1}
+    text = {0: "", 1: ""}
+    for c in chunks[1:]:
+        for choice in c.choices:
+            text[choice.index] += choice.delta.content or ""
+    plain = ask(server, "two streams", n=2, seed=12)
+    assert [text[0], text[1]] == [c.message.content for c in plain.choices]
+    assert sorted(ch.index for c in chunks for ch in c.choices if ch.finish_reason) == [0, 1]
+
+
+def test_a_failure_after_the_first_token_is_an_error_event(served) -> None:  # type: ignore[no-untyped-def]
+    server, _ = served
+    received = []
+    with pytest.raises(openai.APIError, match="stream broke"):
+        for chunk in ask(server, "BREAK midway", stream=True, seed=13):
+            received.append(chunk)
+    assert any(c.choices and c.choices[0].delta.content for c in received)  # pieces came before the error
 
 
 def test_stream_without_usage_option_has_no_usage_chunk(served) -> None:  # type: ignore[no-untyped-def]
