@@ -27,16 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ttsgraph.errors import BackendError, TtsGraphError, UnknownModelError
-from ttsgraph.llm.base import (
-    BackendBase,
-    BASE_MODEL_STOPS,
-    Completion,
-    Message,
-    SamplingParams,
-    derive_seed,
-    render_completion_prompt,
-    ttsgraph_home,
-)
+from ttsgraph.llm import base
+from ttsgraph.llm.base import BackendBase, Completion, Message, SamplingParams
 
 _LOAD_LOCK = threading.Lock()  # one model load at a time: loading swaps the process's stdout/stderr
 
@@ -64,7 +56,7 @@ def smollm2_path() -> Path:
 
 def gemma_path() -> Path:
     """Where the assembled Gemma GGUF lives: `$TTSGRAPH_HOME/models/` (default ~/.cache/ttsgraph)."""
-    return ttsgraph_home() / "models" / GEMMA_FILE
+    return base.ttsgraph_home() / "models" / GEMMA_FILE
 
 
 def prepare_gemma(force: bool = False) -> Path:
@@ -291,7 +283,7 @@ class LocalBackend(BackendBase):
     ) -> Completion:
         """One generation in the calling (worker) thread; `on_piece` set = stream its text."""
         spec = self.models[model]
-        seed = derive_seed(model, messages, params, sample)
+        seed = base.derive_seed(model, messages, params, sample)
         with self._locks[model], _compute_slots(self.n_threads):
             if cancel.is_set():  # cancelled while waiting for the model: never start
                 raise BackendError("cancelled", model=model)
@@ -325,11 +317,11 @@ class LocalBackend(BackendBase):
                     )
                 else:
                     out = llm.create_completion(
-                        prompt=render_completion_prompt(messages),
+                        prompt=base.render_completion_prompt(messages),
                         temperature=params.temperature,
                         top_p=params.top_p,
                         max_tokens=params.max_tokens,
-                        stop=(list(BASE_MODEL_STOPS) if not params.json_schema else []) + list(params.stop),
+                        stop=(list(base.BASE_MODEL_STOPS) if not params.json_schema else []) + list(params.stop),
                         seed=seed,
                         stream=on_piece is not None,
                         **constraint,

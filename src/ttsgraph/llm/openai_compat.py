@@ -21,15 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ttsgraph.errors import BackendError
-from ttsgraph.llm.base import (
-    BackendBase,
-    BASE_MODEL_STOPS,
-    Completion,
-    Message,
-    SamplingParams,
-    derive_seed,
-    render_completion_prompt,
-)
+from ttsgraph.llm.base import BASE_MODEL_STOPS, BackendBase, Completion, Message, SamplingParams
+from ttsgraph.llm.base import derive_seed, render_completion_prompt
 
 if TYPE_CHECKING:
     import openai
