@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +21,7 @@ from ttsgraph.search.base import Evaluation, Proposal, SearchContext, get_optimi
 from ttsgraph.search.hybrid import parse_rewrite
 from ttsgraph.search.reinforce import Reinforce, flat_params, realize
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_optimizer_contract import echo_agent, paper_space  # noqa: E402
+from ttsgraph.testing.optimizer_contract import echo_agent, paper_space
 
 
 def score(trial: int, p: Proposal, utility: float) -> Evaluation:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,8 +35,7 @@ from ttsgraph.search.space import SearchSpace
 from ttsgraph.tasks.arithmetic import ArithmeticTask
 from ttsgraph.vote import majority_vote
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_optimizer_contract import echo_agent  # noqa: E402  (the contract's scripted agent)
+from ttsgraph.testing.optimizer_contract import echo_agent  # the contract's scripted agent
 
 SMOL, GEMMA = "smollm2-135m", "gemma-3-270m"
 

@@ -33,6 +33,7 @@ from ttsgraph.graph import Graph
 from ttsgraph.graph_io import save_graph
 from ttsgraph.llm.base import SamplingParams
 from ttsgraph.models import ModelPool
+from ttsgraph.objective import OBJECTIVES, Objective
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal
 from ttsgraph.search.role_rules import fix_roles
 from ttsgraph.search.space import SearchSpace
@@ -42,7 +43,6 @@ from ttsgraph.store import RunStore, TrialRecord
 if TYPE_CHECKING:
     from ttsgraph.runtime import Runtime
 
-OBJECTIVES = ("accuracy", "accuracy-latency")
 SELECTIONS = selection.RULES
 Progress = Callable[[dict[str, Any]], None]
 
@@ -114,8 +114,7 @@ class StudySettings:
     test_limit: int | None = None
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise TtsGraphError(f"unknown objective {self.objective!r}; use one of {', '.join(OBJECTIVES)}")
+        Objective(self.objective)  # names an unknown objective
         if self.select not in SELECTIONS:
             raise TtsGraphError(f"unknown selection {self.select!r}; use one of {', '.join(SELECTIONS)}")
         if self.iterations < 1 or self.batch < 1:
@@ -153,7 +152,7 @@ class Study:
         self.params = params or SamplingParams(temperature=space.temperature)
         self.stream = ItemStream(task.items("search"), self.settings.seed)
         self.budget_items = self.settings.iterations * self.settings.batch
-        self._latency_ref: float | None = None
+        self.objective = Objective(self.settings.objective, self.settings.latency_weight)
         self._progress: Progress | None = None
         self._t0 = time.perf_counter()
         self._calls = 0
@@ -184,12 +183,6 @@ class Study:
             event.setdefault("budget_items", self.budget_items)
             self._progress(event)
 
-    def _utility(self, accuracy: float, latency: float) -> float:
-        if self.settings.objective == "accuracy":
-            return accuracy
-        ref = self._latency_ref if self._latency_ref else (latency or 1.0)
-        return accuracy - self.settings.latency_weight * latency / (ref or 1.0)
-
     def _admit(self, proposal: Proposal) -> tuple[Graph, dict[str, Any]]:
         """The graph to score: roles fixed if needed, repaired to the budget (recorded)."""
         graph = proposal.graph
@@ -214,12 +207,11 @@ class Study:
         correct = sum(1 for r in scored if r.correct)
         accuracy = correct / len(results) if results else 0.0  # an errored item is not correct (one accuracy)
         latency = sum(r.critical_path for r in scored) / len(scored) if scored else 0.0
-        if self._latency_ref is None and scored:
-            self._latency_ref = latency or None
+        self.objective.observe(len(scored), latency)
         summary = summarize(results, graph, self.pool, self.task) if results else None
         measured = summary.measured_units if summary and summary.measured_units is not None else 0.0
         return Evaluation(
-            trial=trial, graph=graph, accuracy=accuracy, utility=self._utility(accuracy, latency),
+            trial=trial, graph=graph, accuracy=accuracy, utility=self.objective.utility(accuracy, latency),
             correct=correct, scored=len(scored), errors=len(results) - len(scored),
             item_ids=[r.item_id for r in results], planned_units=self.space.units(graph),
             measured_units=measured, latency=latency, meta=meta,
@@ -272,8 +264,8 @@ class Study:
             self._eval_seconds += t.eval_seconds
             self._calls += int(t.meta.get("study", {}).get("backend_calls", 0))
             self._hits += int(t.meta.get("study", {}).get("cache_hits", 0))
-        if stored and stored[0].latency_mean:
-            self._latency_ref = stored[0].latency_mean
+        self.objective = Objective.from_trials(self.settings.objective, self.settings.latency_weight,
+                                               self.store.trials())  # as the live run had it
         saved = self.store.load_state()
         iteration = 0
         if saved is not None:
@@ -327,7 +319,7 @@ class Study:
     # ----- selection and the final test ------------------------------------------------------
     def _score_of(self, g: selection.GraphScore) -> float:
         """The objective's utility of a pooled graph (what `selection.rank` orders by)."""
-        return g.accuracy if self.settings.objective == "accuracy" else self._utility(g.accuracy, g.latency or 0.0)
+        return self.objective.utility(g.accuracy, g.latency)
 
     async def _race(self, cands: list[selection.GraphScore]) -> None:
         """Re-score the top `race` candidates on fresh search items (stored as kind "race")."""

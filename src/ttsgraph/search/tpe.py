@@ -11,6 +11,10 @@ sampler seeded from (seed, number of trials): the proposal is a pure function of
 history. The history is not part of the state (it would grow every iteration): each proposal
 carries its variables in its meta (`params`), the study stores that meta with the trial, and
 `load_state_dict` rebuilds the trials from the evaluations the study hands back.
+
+A trial where every item errored is told to TPE as FAILED (Optuna's own state for it): TPE does
+not model its value, but it counts, so the next sampler seed differs. Dropping it instead left
+the seed and the history unchanged, and the same graph came back on every ask.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ class TPE(Optimizer):
         pool_models = list(space.pool.models)
         self.output_model = space.output_model or pool_models[int(self.rng.integers(len(pool_models)))]
         self.counts = dict(counts)
-        self.trials: list[dict[str, Any]] = []  # {"params": {...}, "value": float}
+        self.trials: list[dict[str, Any]] = []  # {"params": {...}, "value": float | None (failed)}
         self._pending: list[dict[str, int]] = []
 
     # ---- the search variables ------------------------------------------------------------
@@ -90,9 +94,13 @@ class TPE(Optimizer):
         study = optuna.create_study(direction="maximize", sampler=sampler)
         dist = CategoricalDistribution([0, 1])
         names = self._variables()
+        failed = optuna.trial.TrialState.FAIL
         for t in self.trials:
-            study.add_trial(optuna.trial.create_trial(params=t["params"], distributions={k: dist for k in names},
-                                                      value=float(t["value"])))
+            value = t["value"]
+            study.add_trial(optuna.trial.create_trial(
+                params=t["params"], distributions={k: dist for k in names},
+                value=None if value is None else float(value),
+                state=failed if value is None else optuna.trial.TrialState.COMPLETE))
         trial = study.ask()
         return {k: int(trial.suggest_categorical(k, [0, 1])) for k in names}
 
@@ -110,8 +118,8 @@ class TPE(Optimizer):
         self._pending = []
 
     def _learn(self, params: dict[str, int], e: Evaluation) -> None:
-        if e.scored > 0:  # an all-errors trial says nothing about the parameters
-            self.trials.append({"params": params, "value": float(e.utility)})
+        # an all-errors trial says nothing about the value, only that these parameters failed
+        self.trials.append({"params": params, "value": float(e.utility) if e.scored > 0 else None})
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
@@ -125,7 +133,7 @@ class TPE(Optimizer):
         self.counts = dict(state["counts"])
         self.trials = []
         for e in self.history:
-            if e.scored > 0 and "params" not in e.meta:
+            if "params" not in e.meta:
                 raise TtsGraphError(f"tpe: trial {e.trial} has no 'params' in its meta, so it cannot be resumed")
-            self._learn(dict(e.meta.get("params", {})), e)
+            self._learn(dict(e.meta["params"]), e)
         self._pending = []
