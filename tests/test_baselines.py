@@ -20,7 +20,6 @@ from ttsgraph.search import agent_prompts as P
 from ttsgraph.search.base import Evaluation, Proposal, SearchContext, get_optimizer
 from ttsgraph.search.hybrid import parse_rewrite
 from ttsgraph.search.reinforce import Reinforce, flat_params, realize
-
 from ttsgraph.testing.optimizer_contract import echo_agent, paper_space
 
 

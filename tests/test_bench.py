@@ -33,9 +33,8 @@ from ttsgraph.search import agent_prompts as P
 from ttsgraph.search.base import Optimizer, OptimizerOptions
 from ttsgraph.search.space import SearchSpace
 from ttsgraph.tasks.arithmetic import ArithmeticTask
-from ttsgraph.vote import majority_vote
-
 from ttsgraph.testing.optimizer_contract import echo_agent  # the contract's scripted agent
+from ttsgraph.vote import majority_vote
 
 SMOL, GEMMA = "smollm2-135m", "gemma-3-270m"
 

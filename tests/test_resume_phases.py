@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +58,15 @@ def varying_agent(model: str, messages: list[Message], sample: int) -> str:
     return json.dumps(reply)
 
 
+def call_seconds(model: str, messages: list[Message]) -> float:
+    """A latency that depends only on the call (measured time would not be reproducible)."""
+    return 0.01 * (1 + len(messages[-1]["content"]) % 7) * (3 if "gemma" in model else 1)
+
+
 @dataclass
 class TimedBackend(ScriptedBackend):
-    """Scripted replies with latencies that depend only on the call (measured time would not be
-    reproducible), failing every call on one question, and dying on the `die_on_agent_call`-th
-    agent call if set."""
+    """Scripted replies with `call_seconds` latencies, failing every call on one question, and
+    dying on the `die_on_agent_call`-th agent call if set."""
 
     failing: str = ""
     die_on_agent_call: int = 0
@@ -77,8 +81,7 @@ class TimedBackend(ScriptedBackend):
             return Completion(varying_agent(model, messages, sample), 1, 1, 0.0)
         elif self.failing in messages[-1]["content"]:
             raise BackendError("connection reset", model=model)
-        done = await super().complete(model, messages, params, sample)
-        return replace(done, seconds=0.01 * (1 + len(messages[-1]["content"]) % 7) * (3 if "gemma" in model else 1))
+        return await super().complete(model, messages, params, sample)
 
 
 def make_study(run: Path, objective: str, select: str, *, resume: bool = False, die_on_agent_call: int = 0) -> Study:
@@ -86,7 +89,8 @@ def make_study(run: Path, objective: str, select: str, *, resume: bool = False, 
     pool = load_pool("local")
     space = SearchSpace(pool, task.lengths, Budget(9.0))
     first = ItemStream(task.items("search"), SEED).take(0, 1)[0]
-    backend = TimedBackend(scripted_worker(task), failing=first.question, die_on_agent_call=die_on_agent_call)
+    backend = TimedBackend(scripted_worker(task), seconds=call_seconds, failing=first.question,
+                           die_on_agent_call=die_on_agent_call)
     opt = get_optimizer("agent-reinforce")(space, seed=SEED, iterations=SETTINGS["iterations"],
                                            batch=SETTINGS["batch"],
                                            pretest_variants=1,  # probe the two picks themselves: 5-node mixes

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any
-
 import pytest
 
 from ttsgraph.cost import Budget
@@ -245,16 +243,6 @@ def test_select_last_returns_the_last_trial(tmp_path, pool, task):
     assert result.best_trial == study.store.trials()[-1].id
 
 
-def test_racing_rescoring_is_stored_and_counted(tmp_path, pool, task):
-    graphs = [parallel(2, GEMMA, SMOL), chain(2, SMOL), parallel(2, SMOL, SMOL)]
-    study = make_study(tmp_path, pool, task, graphs, iterations=4, batch=1, race=2, race_items=3, test_limit=0)
-    result = run(study)
-    races = study.store.trials("race")
-    assert 1 <= len(races) <= 2 and all(len(t.item_ids) == 3 for t in races)
-    assert result.evaluations == 4 + 3 * len(races)
-    assert result.trials == 4
-
-
 def test_accuracy_latency_objective(tmp_path, pool, task):
     slow = ScriptedBackend(lambda m, msgs, s: f"Answer: {answer_of(msgs[-1]['content'])}",
                            delay=lambda m: 0.05 if m == GEMMA else 0.0)
@@ -269,15 +257,6 @@ def test_accuracy_latency_objective(tmp_path, pool, task):
         assert t.utility == pytest.approx(t.accuracy - 0.5 * t.latency_mean / ref)
     # both are always right: the fast one wins on utility
     assert result.best.graph.node("out").model == SMOL and len(result.best.graph.nodes) == 2
-
-
-def test_pareto_selection_is_recorded_with_its_front(tmp_path, pool, task):
-    graphs = [parallel(2, GEMMA, SMOL), chain(2, SMOL), parallel(1, GEMMA, SMOL)]
-    study = make_study(tmp_path, pool, task, graphs, iterations=5, batch=2, select="pareto", test_limit=0)
-    result = run(study)
-    recorded = study.store.get_config("selection")
-    assert recorded["rule"] == "pareto" and recorded["pareto"] == result.pareto and result.pareto
-    assert result.best_trial in result.pareto
 
 
 def test_bad_settings(tmp_path, pool, task):
@@ -356,20 +335,3 @@ def test_agent_log_is_drained_into_the_store(tmp_path, pool, task):
     assert [e["prompt"][0]["content"] for e in log] == ["round 0", "round 1", "round 2"]
     assert log[0]["meta"]["cached"] is False
     assert result.agent_seconds == pytest.approx(1.5)
-
-
-def test_resume_during_racing_equals_uninterrupted(tmp_path, pool, task):
-    graphs = [parallel(2, GEMMA, SMOL), chain(2, SMOL), parallel(2, SMOL, SMOL)]
-    kw = dict(iterations=3, batch=2, test_limit=2, seed=4, race=2, race_items=3)
-    ref_study = make_study(tmp_path / "ref", pool, task, graphs, **kw)
-    reference = _summary(ref_study, run(ref_study))
-    calls_before_race = sum(t.meta["study"]["backend_calls"] for t in ref_study.store.trials("search"))
-    ref_study.store.close()
-    crashing = make_study(tmp_path / "crash", pool, task, graphs,
-                          backend=crashing_backend(pool, calls_before_race + 4), **kw)
-    with pytest.raises(Crash):
-        run(crashing)
-    assert len(crashing.store.trials("search")) == 3 and len(crashing.store.trials("race")) < 2
-    crashing.store.close()
-    resumed = make_study(tmp_path / "crash", pool, task, graphs, create=False, **kw)
-    assert _summary(resumed, run(resumed)) == reference

@@ -40,11 +40,14 @@ class ScriptedBackend(BackendBase):
     - a list of texts consumed in call order (then the last one repeats).
 
     `delay` (seconds, or a callable of the model) simulates backend time with `asyncio.sleep`, so
-    concurrency is real. Every call is recorded in `calls`.
+    concurrency is real. `seconds` (a callable of the model and messages), if given, is reported as
+    the call's time instead of the measured one, so latencies (and a latency objective) are exactly
+    reproducible. Every call is recorded in `calls`.
     """
 
     responder: Callable[[str, list[Message], int], object] | dict[str, object] | list[str]
     delay: float | Callable[[str], float] = 0.0
+    seconds: Callable[[str, list[Message]], float] | None = None
     calls: list[Call] = field(default_factory=list)
     _next: int = 0
 
@@ -67,7 +70,7 @@ class ScriptedBackend(BackendBase):
             text=text,
             prompt_tokens=_count_tokens(prompt),
             completion_tokens=min(_count_tokens(text), params.max_tokens),
-            seconds=time.perf_counter() - started,
+            seconds=self.seconds(model, messages) if self.seconds else time.perf_counter() - started,
         )
 
     def _respond(self, model: str, messages: list[Message], sample: int) -> object:
