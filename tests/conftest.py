@@ -5,10 +5,17 @@
 bench scripts use too), and stops it after the session; the model is served under the name
 `smollm2-135m`. `llama_server_factory` starts extra servers a test owns (e.g. one it kills on
 purpose). `bind_to_server(pool, server)` points a pool's model at a server.
+
+`missing_sandbox(kind, why)` is how a test reacts to a sandbox that does not work here: a skip
+(with the reason, which `-rs` prints) on a developer's machine, a failure where the sandbox is
+expected — in CI (`CI` set, as `.ci/run` runs: `scripts/setup.sh` installs bubblewrap and
+util-linux brings `unshare`) both are, or as `TTSGRAPH_EXPECT_SANDBOXES=bwrap,unshare` lists.
+Otherwise a CI machine without bubblewrap would skip every sandbox test and still pass.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -66,3 +73,29 @@ def server_pool(llama_server: LlamaServer):  # type: ignore[no-untyped-def]
     pool = bind_to_server(load_pool("local"), llama_server)
     return replace(pool, models=["smollm2-135m"])
 
+
+
+SANDBOXES = ("bwrap", "unshare")
+
+
+def expected_sandboxes() -> set[str]:
+    """The sandboxes that must work here (see the module docstring)."""
+    listed = os.environ.get("TTSGRAPH_EXPECT_SANDBOXES")
+    if listed is not None:
+        return {k.strip() for k in listed.split(",") if k.strip()}
+    in_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return set(SANDBOXES) if in_ci else set()
+
+
+@pytest.fixture
+def missing_sandbox() -> Callable[[str, str], None]:
+    """`missing(kind, why)`: skip, or fail when `kind` ("bwrap", "unshare", or "any" for a test
+    that needs one of them) is expected to work here."""
+
+    def missing(kind: str, why: str) -> None:
+        expected = expected_sandboxes()
+        if (kind == "any" and expected) or kind in expected:
+            pytest.fail(f"the {kind} sandbox is expected to work here but does not: {why}", pytrace=False)
+        pytest.skip(f"the {kind} sandbox does not work here: {why}")
+
+    return missing

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import textwrap
 import time
@@ -17,8 +16,6 @@ from ttsgraph import sandbox
 from ttsgraph.errors import SandboxError
 from ttsgraph.sandbox import SandboxLimits, run_python
 
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
-needs_a_sandbox = pytest.mark.skipif(sandbox.available_sandbox() is None, reason="neither bwrap nor unshare works here")
 pytestmark = [pytest.mark.sandbox]
 
 
@@ -37,18 +34,38 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
+def _works(kind: str) -> bool:
+    return (sandbox._bwrap_works if kind == "bwrap" else sandbox._unshare_works)(sandbox._probe_uid())
+
+
 @pytest.fixture(params=["bwrap", "unshare"])
-def kind(request):
-    """Run each containment test under bubblewrap and under the unshare fallback."""
-    works = sandbox._bwrap_works if request.param == "bwrap" else sandbox._unshare_works
-    if not works(sandbox._probe_uid()):
-        pytest.skip(f"{request.param} cannot create namespaces on this machine")
+def kind(request, missing_sandbox):
+    """Run each test under bubblewrap and under the unshare fallback (a missing one skips, or
+    fails where it is expected: tests/conftest.py `missing_sandbox`)."""
+    if not _works(request.param):
+        missing_sandbox(request.param, sandbox._probe_failures.get(request.param, "not installed"))
     return request.param
 
 
-@needs_bwrap
-def test_bubblewrap_is_usable_here():
-    assert sandbox.available_sandbox() == "bwrap"
+def test_the_preferred_sandbox_is_bubblewrap_then_unshare(kind):
+    preferred = "bwrap" if _works("bwrap") else "unshare"
+    assert sandbox.available_sandbox() == preferred
+
+
+def test_a_missing_sandbox_skips_here_and_fails_where_it_is_expected(missing_sandbox, monkeypatch):
+    monkeypatch.delenv("TTSGRAPH_EXPECT_SANDBOXES", raising=False)
+    monkeypatch.setenv("CI", "true")  # what CI sets
+    for kind in ("bwrap", "unshare", "any"):
+        with pytest.raises(pytest.fail.Exception, match=f"the {kind} sandbox is expected"):
+            missing_sandbox(kind, "no namespaces")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="does not work here: no namespaces"):
+        missing_sandbox("bwrap", "no namespaces")
+    monkeypatch.setenv("TTSGRAPH_EXPECT_SANDBOXES", "unshare")
+    with pytest.raises(pytest.skip.Exception):
+        missing_sandbox("bwrap", "no namespaces")
+    with pytest.raises(pytest.fail.Exception):
+        missing_sandbox("unshare", "no namespaces")
 
 
 def test_ordinary_code_runs_and_reports_failures(kind):
@@ -282,11 +299,10 @@ def test_humaneval_judge_secret_is_out_of_the_candidates_reach(kind):
     assert secret not in result.stderr
 
 
-@needs_a_sandbox
-def test_humaneval_grades_partial_and_completion_style_replies():
+def test_humaneval_grades_partial_and_completion_style_replies(kind):
     from ttsgraph.tasks import load_task
 
-    task = load_task("humaneval")
+    task = load_task("humaneval", sandbox=kind)
     item = next(i for i in task.items("search") + task.items("test") if i.id == "humaneval/0")
     body_only = item.answer  # a completion model continuing the prompt: only the body
     assert task.grade(item, body_only).correct
