@@ -11,16 +11,41 @@ purpose). `bind_to_server(pool, server)` points a pool's model at a server.
 expected — in CI (`CI` set, as `.ci/run` runs: `scripts/setup.sh` installs bubblewrap and
 util-linux brings `unshare`) both are, or as `TTSGRAPH_EXPECT_SANDBOXES=bwrap,unshare` lists.
 Otherwise a CI machine without bubblewrap would skip every sandbox test and still pass.
+
+Nothing a test run writes lands in the checkout: files go to pytest's temporary directories, and
+Hypothesis keeps its examples and caches there too (by default it creates `.hypothesis/` in the
+working directory).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import configuration, settings
 
 from ttsgraph.llm.llama_server import LlamaServer, start_llama_server
+
+settings.register_profile("ttsgraph", database=None)
+settings.load_profile("ttsgraph")
+
+
+_HYPOTHESIS_HOME: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis's storage (its constants cache, written while test modules are collected) in a
+    temporary directory removed at the end, not `.hypothesis/` in the checkout."""
+    _HYPOTHESIS_HOME.append(tempfile.mkdtemp(prefix="ttsgraph-hypothesis-"))
+    configuration.set_hypothesis_home_dir(_HYPOTHESIS_HOME[-1])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _HYPOTHESIS_HOME:
+        shutil.rmtree(_HYPOTHESIS_HOME.pop(), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

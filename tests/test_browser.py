@@ -1,6 +1,7 @@
 """The report in a real browser: headless Chromium opens the HTML from disk (file://) and the
 test checks it renders with no console errors, every image decoded (naturalWidth > 0), and no
-request left the file (offline). A full-page screenshot is kept under test-artifacts/.
+request left the file (offline). A full-page screenshot is kept in the test's pytest temporary
+directory (pytest keeps the last three runs' under its basetemp), never in the checkout.
 
 Chromium is driven through the DevTools protocol over `--remote-debugging-pipe` (NUL-separated
 JSON on file descriptors 3 and 4), so the test needs only the standard library and the Debian
@@ -29,7 +30,6 @@ from ttsgraph.report import build_report
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_report import make_run  # noqa: E402  (the run-store fixture builder of the report tests)
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser")
                              or "") if p and Path(p).exists()), None)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -170,8 +170,8 @@ def open_in_chromium(html: Path, screenshot: Path) -> dict[str, Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def check_rendered(html: Path, shot_name: str, min_images: int) -> dict[str, Any]:
-    seen = open_in_chromium(html, ARTIFACTS / shot_name)
+def check_rendered(html: Path, shot: Path, min_images: int) -> dict[str, Any]:
+    seen = open_in_chromium(html, shot)
     assert seen["console_errors"] == [] and seen["exceptions"] == [] and seen["log_errors"] == [], seen
     images = seen["page"]["images"]
     assert len(images) >= min_images
@@ -179,15 +179,15 @@ def check_rendered(html: Path, shot_name: str, min_images: int) -> dict[str, Any
     assert broken == [], broken
     offline = [u for u in seen["urls"] if not u.startswith(("file://", "data:"))]
     assert offline == [], offline
-    shot = (ARTIFACTS / shot_name).read_bytes()
-    assert shot.startswith(b"\x89PNG") and len(shot) > 20_000
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
     return seen
 
 
 def test_run_report_renders_in_chromium(tmp_path: Path) -> None:
     made = make_run(tmp_path / "run")
     res = build_report(made.path)
-    seen = check_rendered(res.html_path, "report-run.png", min_images=5)
+    seen = check_rendered(res.html_path, tmp_path / "report-run.png", min_images=5)
     page = seen["page"]
     assert page["title"] == "ttsgraph report: run"
     assert "Selected graph" in page["h2"] and "Agent transcript" in page["h2"]
@@ -200,7 +200,7 @@ def test_bench_report_renders_in_chromium(tmp_path: Path) -> None:
     for opt in ("agent-reinforce", "random"):
         make_run(root / "runs" / f"{opt}-seed0", opt, 0, agent=False, test=False)
     res = build_report(root)
-    seen = check_rendered(res.html_path, "report-bench.png", min_images=6)
+    seen = check_rendered(res.html_path, tmp_path / "report-bench.png", min_images=6)
     assert "Optimizers" in seen["page"]["h2"]
 
 
@@ -212,7 +212,7 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
                    '<img alt="x" src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB">'
                    '<img alt="remote" src="http://127.0.0.1:9/remote.png">'
                    '<script>console.error("boom"); null.x;</script></body></html>')
-    seen = open_in_chromium(bad, ARTIFACTS / "checks-can-fail.png")
+    seen = open_in_chromium(bad, tmp_path / "checks-can-fail.png")
     assert [i["width"] for i in seen["page"]["images"]] == [0, 0]
     assert any("boom" in json.dumps(e) for e in seen["console_errors"])
     assert seen["exceptions"]
