@@ -49,18 +49,20 @@ def solver(task: ArithmeticTask, wrong_for: set[str] = frozenset()):  # type: ig
 
 
 def test_parallel_nodes_overlap_so_latency_is_the_critical_path(task, pool) -> None:  # type: ignore[no-untyped-def]
-    backend = build_backend(pool, None, fake=ScriptedBackend(solver(task), delay=0.2))
-    ex = Executor(backend, pool, task, concurrency=4)
+    """Order, not wall-clock tolerances (a loaded machine stretches those): the three roots all
+    start before any of them ends, the output starts after all of them, and with reported call
+    times of 0.2 s the latency is the critical path (0.4 s), not the sequential sum (0.8 s). The
+    wall-clock figure itself is bench/executor.py's (b) wall / critical path."""
+    scripted = ScriptedBackend(solver(task), delay=0.05, seconds=lambda model, messages: 0.2)
+    ex = Executor(build_backend(pool, None, fake=scripted), pool, task, concurrency=4)
     item = task.items("search")[0]
     r = asyncio.run(ex.run_item(parallel(3, SMOL, output_model=GEMMA), item))
     assert r.error is None and r.correct and r.extracted == item.answer
-    assert r.sequential == pytest.approx(0.8, abs=0.1)
-    assert r.critical_path == pytest.approx(0.4, abs=0.08)
-    assert r.wall < 0.6  # run one after another it would take 0.8 s
+    assert r.sequential == pytest.approx(0.8) and r.critical_path == pytest.approx(0.4)
     roots = [n for n in r.nodes if n.id != "out"]
     out = next(n for n in r.nodes if n.id == "out")
-    assert max(n.start for n in roots) < 0.1  # all three started together
-    assert out.start >= max(n.end for n in roots) - 1e-6  # output waited for all of them
+    assert max(n.start for n in roots) < min(n.end for n in roots)  # all three ran at once
+    assert out.start >= max(n.end for n in roots) - 1e-6  # the output waited for all of them
 
 
 def test_identical_parallel_requests_get_distinct_sample_indices(task, pool) -> None:  # type: ignore[no-untyped-def]
