@@ -8,13 +8,13 @@ import json
 
 import pytest
 
+from tests.test_agent_reinforce import local_setup
+from tests.test_agent_replies import GOOD, rules
 from ttsgraph.errors import AgentReplyError, BackendError
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.search.agent_reinforce import AgentReinforce
 from ttsgraph.search.agent_replies import parse_update_reply
 from ttsgraph.search.base import SearchContext
-from tests.test_agent_reinforce import local_setup
-from tests.test_agent_replies import GOOD, rules
 
 
 def as_list(graph: dict) -> list[dict]:

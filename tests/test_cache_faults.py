@@ -8,7 +8,6 @@ import sqlite3
 import warnings
 from pathlib import Path
 
-
 from ttsgraph.llm.base import SamplingParams
 from ttsgraph.llm.cache import CachedBackend
 from ttsgraph.llm.fake import ScriptedBackend

@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
 
 import pytest
 
+from tests.test_llm_openai_compat import MSGS, Stub, backend_for, chat_reply, run
 from ttsgraph.errors import BackendError
 from ttsgraph.llm.base import SamplingParams
 from ttsgraph.llm.openai_compat import Endpoint, OpenAICompatBackend
-from tests.test_llm_openai_compat import MSGS, Stub, backend_for, chat_reply, run, stub  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def stub() -> Iterator[Stub]:
+    server = Stub()
+    yield server
+    server.close()
+
 
 SCHEMA = SamplingParams(json_schema=json.dumps({"type": "object", "properties": {"a": {"type": "integer"}}}))
 

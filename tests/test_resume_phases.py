@@ -31,7 +31,11 @@ from ttsgraph.search.space import SearchSpace
 from ttsgraph.store import RunStore
 from ttsgraph.study import ItemStream, Study
 from ttsgraph.tasks.arithmetic import ArithmeticTask
-from ttsgraph.testing.optimizer_contract import echo_agent, optimizer_kwargs, scripted_worker
+from ttsgraph.testing.optimizer_contract import (
+    echo_agent,
+    optimizer_kwargs,
+    scripted_worker,
+)
 
 SEED = 4
 SETTINGS = dict(iterations=6, batch=3, seed=SEED, race=2, race_items=2, test_limit=3, latency_weight=0.05)

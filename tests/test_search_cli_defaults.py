@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ttsgraph.store import RunStore
 from tests.test_search_cli import BASE, cli  # noqa: F401 (fixture)
+from ttsgraph.store import RunStore
 
 
 def test_resume_without_out_is_a_one_line_error_and_creates_nothing(tmp_path: Path, cli) -> None:  # noqa: F811

@@ -32,7 +32,13 @@ from ttsgraph.graph import Graph
 from ttsgraph.llm.base import Message
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.models import load_pool
-from ttsgraph.search.base import Evaluation, Optimizer, Proposal, SearchContext, get_optimizer
+from ttsgraph.search.base import (
+    Evaluation,
+    Optimizer,
+    Proposal,
+    SearchContext,
+    get_optimizer,
+)
 from ttsgraph.search.space import SearchSpace
 from ttsgraph.tasks.arithmetic import ArithmeticTask
 
