@@ -68,7 +68,7 @@ chat = false
 
 
 @pytest.mark.parametrize("text,line,match", [
-    ('[models.a]\nparams = 1e9\nlayers = = 3\n', 3, "invalid TOML"),
+    ('[models.a]\nparams = 1e9\nlayers = = 3\n', 3, "not valid TOML"),
     ('\n\n[models.newthing]\nparams = 1e9\nlayers = 4\n', 3, "give 'hidden'"),
     ('[models."llama-3.2-1b"]\nbackend = "openai"\n', 1, "needs base_url"),
     ('[models."llama-3.2-1b"]\nbackend = "grpc"\nbase_url = "x"\n', 1, "backend must be"),

@@ -27,7 +27,7 @@ def test_tasks_json_lists_every_builtin_with_sizes():
 def test_tasks_table_and_jsonl_check(tmp_path):
     path = tmp_path / "mine.jsonl"
     path.write_text('{"question": "1+1?", "answer": "2"}\n{"question": "2+2?", "answer": "4"}\n')
-    result = runner.invoke(app, ["tasks", "--task", f"jsonl:{path}", "--grader", "numeric"])
+    result = runner.invoke(app, ["tasks", "--task", f"jsonl:{path}", "--option", "grader=numeric"])
     assert result.exit_code == 0, result.output
     assert "jsonl:" in result.stdout and "numeric" in result.stdout
 

@@ -10,13 +10,13 @@ stored in the run directory, and compared field by field on resume (`resume_conf
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ttsgraph.errors import FileFormatError, TtsGraphError
+from ttsgraph.inputs import load_toml, read_text_file
 from ttsgraph.llm.base import SamplingParams
 
 Objective = Literal["accuracy", "accuracy-latency"]
@@ -142,18 +142,9 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def load_recipe(path: str | Path) -> dict[str, Any]:
     """A TOML recipe as a dict (validated later, with the flags merged in)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FileFormatError(f"cannot read recipe: {exc.strerror or exc}", path=str(path)) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = re.search(r"line (\d+)", str(exc))
-        raise FileFormatError(f"not valid TOML: {exc}", path=str(path),
-                              line=int(line.group(1)) if line else None) from None
+    data = load_toml(read_text_file(path, "recipe"), path, "recipe")
     base = path.parent
-    if isinstance(data.get("models"), str) and data["models"].endswith(".toml"):
+    if isinstance(data.get("models"), str) and data["models"].endswith(".toml") and "\0" not in data["models"]:
         candidate = (base / data["models"]).resolve()  # a pool file next to the recipe
         if candidate.exists():
             data["models"] = str(candidate)
@@ -185,7 +176,7 @@ def make_config(data: dict[str, Any], *, recipe: str | Path | None = None,
         from_flag = flags is not None and any(where == p or where.startswith(p + ".") or p.startswith(where)
                                               for p in _flatten(flags))
         if recipe is not None and not from_flag:
-            text = Path(recipe).read_text(encoding="utf-8")
+            text = read_text_file(recipe, "recipe")
             raise FileFormatError(f"field {where!r}: {msg}", path=str(recipe), line=_line_of(text, loc)) from None
         if where == "optimizer":  # the optimizer's own check names the optimizer and the option
             where = "optimizer.options" if "option" in msg else "optimizer.name"

@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
+import re
+from collections import Counter, deque
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ttsgraph.errors import GraphError
 
+_encode_str = json.JSONEncoder().encode  # a str as json.dumps writes it (ensure_ascii)
+
 Role = Literal["assistant", "fuser"]
 ROLES: tuple[str, ...] = ("assistant", "fuser")
 _ROLE_ALIASES = {"assistant": "assistant", "io": "assistant", "fuser": "fuser", "rev": "fuser"}
+# The documented id characters (docs/graph-format.md): ids reach prompts, file names, terminals and
+# the text form, so nothing that could be read as markup, an option (`--help`) or a control
+# character gets in. Not starting with '-' or '.'; at most 64 characters.
+ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+# Colour refinement stops after this many rounds: every graph a search meets is stable long
+# before (so its hash is what it always was), and a 10,000-node chain stays fast.
+MAX_REFINEMENT_ROUNDS = 16
 
 
 def normalize_role(text: str) -> Role:
@@ -54,21 +64,42 @@ class Graph:
                 self.output = sinks[0]
 
     # ----- lookups -------------------------------------------------------------------------
+    def _index(self) -> tuple[dict[str, Node], dict[str, list[str]], dict[str, list[str]]]:
+        """Nodes by id, predecessors and successors, built once per shape of the lists, so that
+        lookups are O(1) and a 10,000-node graph is not O(nodes x edges). Graphs are replaced,
+        not edited in place (no code writes `edges[i] = ...`), so the lists' identity and length
+        tell when to rebuild."""
+        key = (id(self.nodes), len(self.nodes), id(self.edges), len(self.edges))
+        cached = self.__dict__.get("_cached_index")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        by_id: dict[str, Node] = {}
+        for n in self.nodes:
+            by_id.setdefault(n.id, n)
+        preds: dict[str, list[str]] = {}
+        succs: dict[str, list[str]] = {}
+        for u, v in self.edges:
+            succs.setdefault(u, []).append(v)
+            preds.setdefault(v, []).append(u)
+        index = (by_id, preds, succs)
+        self.__dict__["_cached_index"] = (key, index)
+        return index
+
     @property
     def ids(self) -> list[str]:
         return [n.id for n in self.nodes]
 
     def node(self, node_id: str) -> Node:
-        for n in self.nodes:
-            if n.id == node_id:
-                return n
-        raise GraphError(f"unknown node {node_id!r}", node=node_id)
+        found = self._index()[0].get(node_id)
+        if found is None:
+            raise GraphError(f"unknown node {node_id!r}", node=node_id)
+        return found
 
     def preds(self, node_id: str) -> list[str]:
-        return [u for u, v in self.edges if v == node_id]
+        return list(self._index()[1].get(node_id, ()))
 
     def succs(self, node_id: str) -> list[str]:
-        return [v for u, v in self.edges if u == node_id]
+        return list(self._index()[2].get(node_id, ()))
 
     def in_degree(self, node_id: str) -> int:
         return len(self.preds(node_id))
@@ -83,12 +114,13 @@ class Graph:
         for _, v in self.edges:
             if v in indeg:
                 indeg[v] += 1
-        ready = [i for i in self.ids if indeg[i] == 0]
+        ready = deque(i for i in self.ids if indeg[i] == 0)
+        succs = self._index()[2]
         order: list[str] = []
         while ready:
-            cur = ready.pop(0)
+            cur = ready.popleft()
             order.append(cur)
-            for v in self.succs(cur):
+            for v in succs.get(cur, ()):
                 if v in indeg:
                     indeg[v] -= 1
                     if indeg[v] == 0:
@@ -100,38 +132,38 @@ class Graph:
         return order
 
     def find_cycle(self) -> list[str]:
-        """A cycle as a node path that starts and ends at the same node, or [] for a DAG."""
-        color = {i: 0 for i in self.ids}
-        stack: list[str] = []
-
-        def visit(u: str) -> list[str]:
-            color[u] = 1
-            stack.append(u)
-            for v in self.succs(u):
+        """A cycle as a node path that starts and ends at the same node, or [] for a DAG.
+        Depth-first with an explicit stack: a 10,000-node chain must not hit the recursion limit."""
+        succs = self._index()[2]
+        color = {i: 0 for i in self.ids}  # 0 unseen, 1 on the current path, 2 done
+        for root in self.ids:
+            if color[root]:
+                continue
+            path: list[str] = [root]
+            todo = [iter(succs.get(root, ()))]
+            color[root] = 1
+            while todo:
+                v = next(todo[-1], None)
+                if v is None:
+                    color[path.pop()] = 2
+                    todo.pop()
+                    continue
                 if v not in color:
                     continue
                 if color[v] == 1:
-                    return stack[stack.index(v):] + [v]
+                    return path[path.index(v):] + [v]
                 if color[v] == 0:
-                    found = visit(v)
-                    if found:
-                        return found
-            stack.pop()
-            color[u] = 2
-            return []
-
-        for i in self.ids:
-            if color[i] == 0:
-                found = visit(i)
-                if found:
-                    return found
+                    color[v] = 1
+                    path.append(v)
+                    todo.append(iter(succs.get(v, ())))
         return []
 
     def ancestors(self, node_id: str) -> set[str]:
+        preds = self._index()[1]
         seen: set[str] = set()
         todo = [node_id]
         while todo:
-            for u in self.preds(todo.pop()):
+            for u in preds.get(todo.pop(), ()):
                 if u not in seen:
                     seen.add(u)
                     todo.append(u)
@@ -150,8 +182,9 @@ class Graph:
             if k > 1:
                 raise GraphError(f"duplicate node id {node_id!r} ({k} times)", node=node_id)
         for n in self.nodes:
-            if not n.id or any(c.isspace() or c in "|[],\"'" for c in n.id):
-                raise GraphError(f"invalid node id {n.id!r}: use letters, digits, '_', '-', '.'", node=n.id)
+            if not isinstance(n.id, str) or not ID_PATTERN.fullmatch(n.id):
+                raise GraphError(f"invalid node id {n.id!r}: use 1-64 ASCII letters, digits, '_', '-', '.', "
+                                 "not starting with '-' or '.'", node=n.id)
             if n.role not in ROLES:
                 raise GraphError(f"node {n.id!r} has unknown role {n.role!r}", node=n.id)
             if models is not None and n.model not in models:
@@ -231,17 +264,27 @@ class Graph:
         Colour refinement (1-dimensional Weisfeiler-Lehman on the directed graph) starting from
         (model, role, is-output); the form lists the node colours and the coloured edges, sorted.
         Renaming cannot change it. Graphs that colour refinement cannot tell apart share it, which
-        for DAGs with one sink built from a handful of models has not been seen to happen.
+        for DAGs with one sink built from a handful of models has not been seen to happen. At most
+        `MAX_REFINEMENT_ROUNDS` rounds (still renaming-invariant; only huge graphs stop early).
         """
         colour = {n.id: json.dumps([n.model, n.role, n.id == self.output]) for n in self.nodes}
         preds = {i: self.preds(i) for i in self.ids}
         succs = {i: self.succs(i) for i in self.ids}
-        for _ in range(len(self.nodes) + 1):
-            new = {
-                i: hashlib.sha256(json.dumps([colour[i], sorted(colour[p] for p in preds[i]),
-                                              sorted(colour[s] for s in succs[i])]).encode()).hexdigest()[:16]
-                for i in self.ids
+        for _ in range(min(len(self.nodes) + 1, MAX_REFINEMENT_ROUNDS)):
+            # Each node's new colour hashes json.dumps([colour, sorted pred colours, sorted succ
+            # colours]); nodes with the same signature share one hash (a chain's middle nodes look
+            # alike for many rounds), and the JSON text is assembled from pre-encoded colours.
+            def around(ids: list[str]) -> tuple[str, ...]:
+                return (colour[ids[0]],) if len(ids) == 1 else tuple(sorted([colour[x] for x in ids]))
+
+            signature = {i: (colour[i], around(preds[i]), around(succs[i])) for i in self.ids}
+            quoted = {c: _encode_str(c) for c in set(colour.values())}
+            digest = {
+                sig: hashlib.sha256(f"[{quoted[sig[0]]}, [{', '.join([quoted[c] for c in sig[1]])}], "
+                                    f"[{', '.join([quoted[c] for c in sig[2]])}]]".encode()).hexdigest()[:16]
+                for sig in set(signature.values())
             }
+            new = {i: digest[signature[i]] for i in self.ids}
             if len(set(new.values())) == len(set(colour.values())):
                 colour = new
                 break
@@ -267,7 +310,8 @@ class Graph:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Graph:
-        """Build from the JSON form; shape errors raise GraphError naming the bad entry."""
+        """Build from the JSON form; shape errors raise GraphError naming the bad entry. Ids,
+        models, roles and the output must be strings (a null id never becomes a node `None`)."""
         if not isinstance(data, dict):
             raise GraphError("a graph must be a JSON object with nodes, edges and output")
         raw_nodes = data.get("nodes")
@@ -277,13 +321,24 @@ class Graph:
         for k, raw in enumerate(raw_nodes):
             if not isinstance(raw, dict) or "id" not in raw or "model" not in raw:
                 raise GraphError(f"nodes[{k}] must be an object with 'id' and 'model'")
-            nodes.append(Node(str(raw["id"]), str(raw["model"]), normalize_role(str(raw.get("role", "assistant")))))
+            for key in ("id", "model", "role"):
+                if key in raw and not isinstance(raw[key], str):
+                    raise GraphError(f"nodes[{k}].{key} must be a string, got {_kind(raw[key])}")
+            nodes.append(Node(raw["id"], raw["model"], normalize_role(raw.get("role", "assistant"))))
+        raw_edges = data.get("edges", [])
+        if raw_edges is None:
+            raw_edges = []
+        if not isinstance(raw_edges, list):
+            raise GraphError(f"'edges' must be a list of [source, target] pairs, got {_kind(raw_edges)}")
         edges = []
-        for k, e in enumerate(data.get("edges", [])):
-            if not isinstance(e, (list, tuple)) or len(e) != 2:
-                raise GraphError(f"edges[{k}] must be a [source, target] pair, got {e!r}")
-            edges.append((str(e[0]), str(e[1])))
-        return cls(nodes, edges, str(data.get("output") or ""))
+        for k, e in enumerate(raw_edges):
+            if not isinstance(e, list) or len(e) != 2 or not all(isinstance(x, str) for x in e):
+                raise GraphError(f"edges[{k}] must be a [source, target] pair of node ids, got {_kind(e)}")
+            edges.append((e[0], e[1]))
+        output = data.get("output")
+        if output is not None and not isinstance(output, str):
+            raise GraphError(f"'output' must be a node id, got {_kind(output)}")
+        return cls(nodes, edges, output or "")
 
     def relabeled(self, mapping: dict[str, str]) -> Graph:
         return Graph([Node(mapping.get(n.id, n.id), n.model, n.role) for n in self.nodes],
@@ -292,6 +347,15 @@ class Graph:
 
     def __str__(self) -> str:  # compact, for logs
         return f"Graph({len(self.nodes)} nodes, {len(self.edges)} edges, output={self.output})"
+
+
+def _kind(value: Any) -> str:
+    """A JSON value described for an error message without echoing it (it may be huge)."""
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and len(value) <= 40):
+        return json.dumps(value)  # escapes what a terminal must not see raw
+    if isinstance(value, (list, dict)):
+        return f"{'a list' if isinstance(value, list) else 'an object'} of {len(value)}"
+    return "a number" if isinstance(value, (int, float)) else f"a {type(value).__name__}"
 
 
 # ----- builders for the classic shapes -----------------------------------------------------

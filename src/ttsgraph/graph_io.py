@@ -15,6 +15,7 @@ from typing import Any
 
 from ttsgraph.errors import FileFormatError, GraphError
 from ttsgraph.graph import Graph, Node, normalize_role
+from ttsgraph.inputs import PARSER_FAULTS, parse_error, read_text_file
 
 
 def graph_to_json(graph: Graph, extra: dict[str, Any] | None = None) -> str:
@@ -35,15 +36,14 @@ def load_graph(path: str | Path) -> Graph:
     Errors name the file and, where it is known, the line.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FileFormatError(f"cannot read graph file: {exc.strerror}", path=str(path)) from None
+    text = read_text_file(p, "graph file")
     if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise FileFormatError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=str(path), line=exc.lineno) from None
+        except PARSER_FAULTS as exc:  # a 5,000-digit number, nesting past the parser's depth
+            raise FileFormatError(f"invalid JSON: {parse_error(exc)}", path=str(path)) from None
         try:
             graph = Graph.from_dict(data)
             graph.validate()

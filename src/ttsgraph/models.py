@@ -8,13 +8,14 @@ binds each model to an OpenAI-compatible endpoint or to the embedded llama.cpp e
 
 from __future__ import annotations
 
+import math
 import re
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ttsgraph.errors import FileFormatError, UnknownModelError
+from ttsgraph.inputs import load_toml, read_text_file
 
 BackendKind = Literal["openai", "local", "fake"]
 
@@ -29,6 +30,7 @@ class Binding:
     api_key_env: str | None = None
     local_file: str | None = None
     max_concurrency: int | None = None
+    revision: str | None = None  # user-set identity of what is served (models.toml `revision`)
 
     def key(self) -> str:
         """Identity of the serving resource, so concurrency can be bounded per backend."""
@@ -146,14 +148,42 @@ def load_pool(spec: str | Path | None = None) -> ModelPool:
         p = POOLS[name]
         return _pool(name, builtin_catalogue(), list(p["models"]), p["reference"], p["output"])
     path = Path(spec)
-    if not path.exists():
-        raise FileFormatError(f"no such models file, and not a pool name ({', '.join(POOLS)})", path=str(spec))
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        exists = False
+    if not exists:
+        raise FileFormatError(f"no such models file, and not a pool name ({', '.join(POOLS)})", path=repr(str(spec)))
     return load_models_file(path)
 
 
-_MODEL_KEYS = {"family", "size_b", "params", "layers", "hidden", "chat", "backend", "base_url",
-               "served_name", "api_key_env", "file", "max_concurrency", "like"}
-_POOL_KEYS = {"name", "models", "reference", "output", "base"}
+# Each key's type: a models.toml is user input, so a wrong type is an error naming the key and
+# line, not a Python exception later (`models = "x"` is not a list of 1-letter model names).
+_MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "family": str, "size_b": (int, float), "params": (int, float), "layers": int, "hidden": int, "chat": bool,
+    "backend": str, "base_url": str, "served_name": str, "api_key_env": str, "file": str, "max_concurrency": int,
+    "like": str, "revision": str}
+_POOL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "models": list, "reference": str, "output": str, "base": str}
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list of model names",
+               (int, float): "a number"}
+
+
+def _check_types(table: dict[str, Any], types: dict[str, Any], where: str, src: str, line: int | None) -> None:
+    """Every key known and of its type; numbers finite and positive; lists of strings."""
+    for key, value in table.items():
+        if key not in types:
+            raise FileFormatError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(types))})",
+                                  path=src, line=line)
+        want = types[key]
+        ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
+        if ok and isinstance(value, (int, float)) and not isinstance(value, bool):
+            ok = math.isfinite(value) and value > 0
+        if ok and isinstance(value, list):
+            ok = all(isinstance(x, str) for x in value)
+        if not ok:
+            what = _TYPE_NAMES[want] + (" > 0" if want in (int, (int, float)) else "")
+            raise FileFormatError(f"{where}: {key!r} must be {what}", path=src, line=line)
 
 
 def _line_of(text: str, pattern: str) -> int | None:
@@ -169,13 +199,9 @@ def load_models_file(path: Path) -> ModelPool:
     Errors carry the file and line: TOML syntax errors the line tomllib reports, semantic
     errors (unknown key, missing number, unknown model) the line of the offending table.
     """
-    text = path.read_text(encoding="utf-8")
     src = str(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise FileFormatError(f"invalid TOML: {exc}", path=src, line=int(m.group(1)) if m else None) from None
+    text = read_text_file(path, "models file")
+    data = load_toml(text, path, "models file")
 
     unknown_top = set(data) - {"models", "pool"}
     if unknown_top:
@@ -184,14 +210,14 @@ def load_models_file(path: Path) -> ModelPool:
                               path=src, line=_line_of(text, rf"^\s*\[?{re.escape(key)}\b"))
     catalogue = builtin_catalogue()
     declared: list[str] = []
-    for name, entry in (data.get("models") or {}).items():
+    tables = data.get("models", {})
+    if not isinstance(tables, dict):
+        raise FileFormatError("'models' must be tables [models.<name>]", path=src, line=_line_of(text, r"^\s*models\s*="))
+    for name, entry in tables.items():
         line = _line_of(text, rf"^\s*\[\s*models\.\"?{re.escape(name)}\"?\s*\]")
         if not isinstance(entry, dict):
             raise FileFormatError(f"models.{name} must be a table", path=src, line=line)
-        bad = set(entry) - _MODEL_KEYS
-        if bad:
-            raise FileFormatError(f"model {name!r}: unknown key {sorted(bad)[0]!r} (allowed: {', '.join(sorted(_MODEL_KEYS))})",
-                                  path=src, line=line)
+        _check_types(entry, _MODEL_KEYS, f"model {name!r}", src, line)
         base = catalogue.get(str(entry.get("like", name)))
         if base is None and "like" in entry:
             raise FileFormatError(f"model {name!r}: 'like' names unknown model {entry['like']!r}", path=src, line=line)
@@ -214,7 +240,7 @@ def load_models_file(path: Path) -> ModelPool:
             if local_file and not Path(local_file).is_absolute():
                 local_file = str((path.parent / local_file).resolve())
             binding = Binding(kind, entry.get("base_url"), entry.get("served_name", name), entry.get("api_key_env"),
-                              local_file, entry.get("max_concurrency"))
+                              local_file, entry.get("max_concurrency"), entry.get("revision"))
         size_b = entry.get("size_b", base.size_b if base else numbers["params"] / 1e9)
         catalogue[name] = ModelSpec(
             name, str(entry.get("family", base.family if base else "custom")), float(size_b),
@@ -222,11 +248,11 @@ def load_models_file(path: Path) -> ModelPool:
             bool(entry.get("chat", base.chat if base else True)))
         declared.append(name)
 
-    pool_cfg = data.get("pool") or {}
+    pool_cfg = data.get("pool", {})
     pline = _line_of(text, r"^\s*\[\s*pool\s*\]")
-    bad = set(pool_cfg) - _POOL_KEYS
-    if bad:
-        raise FileFormatError(f"[pool]: unknown key {sorted(bad)[0]!r}", path=src, line=pline)
+    if not isinstance(pool_cfg, dict):
+        raise FileFormatError("'pool' must be a table [pool]", path=src, line=_line_of(text, r"^\s*pool\s*="))
+    _check_types(pool_cfg, _POOL_KEYS, "[pool]", src, pline)
     base_pool = POOLS.get(str(pool_cfg.get("base", "")), {})
     if "base" in pool_cfg and not base_pool:
         raise FileFormatError(f"[pool]: base must be one of {', '.join(POOLS)}", path=src, line=pline)
@@ -236,6 +262,7 @@ def load_models_file(path: Path) -> ModelPool:
     for m in models:
         if m not in catalogue:
             raise FileFormatError(f"[pool] lists unknown model {m!r}", path=src, line=pline)
+
     try:
         return _pool(str(pool_cfg.get("name", path.stem)), catalogue, models,
                      pool_cfg.get("reference") or base_pool.get("reference"),

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ttsgraph.benchmark import DEFAULT_OPTIMIZERS, BenchConfig, BenchResult, load_result, run_bench
 from ttsgraph.cli import flags
@@ -54,7 +55,7 @@ def print_result(result: BenchResult, out_dir: Path | None = None) -> None:
     best = result.best_baseline
     kinds = {"optimizer": "optimizer", "single": "baseline", "self-consistency": "baseline (SC)"}
     for r in result.rows:
-        name = f"[bold]{r.name}[/]" if r.name == best else r.name
+        name = Text(r.name, style="bold" if r.name == best else "")
         err = f" ({r.test_errors} err)" if r.test_errors else ""
         table.add_row(
             name, kinds.get(r.kind, r.kind), str(r.seeds), _pct(r.search_accuracy),
@@ -80,9 +81,10 @@ def print_result(result: BenchResult, out_dir: Path | None = None) -> None:
 
 @app.command("bench")
 @handle_errors
+@flags.with_task_options
 def bench_command(
     task: str = typer.Option("arithmetic", "--task", "-t", help="Task name (arithmetic, math500, mmlu, jsonl:PATH, …)."),
-    option: list[str] = typer.Option(None, "--option", "-o", help="Task option KEY=VALUE (repeatable)."),
+    option: list[str] = flags.TASK_OPTION,
     budget: float | None = typer.Option(None, "--budget", help="Budget in normalized FLOPs units."),
     budget_nodes: int | None = typer.Option(None, "--budget-nodes", help="Budget as a node budget b (SPEC §2.3); default b=3."),
     models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or a models.toml; default local."),
@@ -104,7 +106,7 @@ def bench_command(
     retries: int | None = flags.RETRIES,
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the single-model and self-consistency rows."),
     show: Path | None = typer.Option(None, "--show", help="Print the results of a finished bench directory (redraws its PNG) instead of running."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: bool = flags.JSON,
 ) -> None:
     """Run several optimizers × seeds and fixed baselines on the same items; table, comparison, PNG."""
     if show is not None:

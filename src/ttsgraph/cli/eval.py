@@ -21,7 +21,7 @@ from rich.table import Table
 
 from ttsgraph.cli.app import app
 from ttsgraph.cli import flags
-from ttsgraph.cli.common import console, emit_json, handle_errors, out
+from ttsgraph.cli.common import console, emit_json, handle_errors, out, warn
 from ttsgraph.config import RunConfig
 from ttsgraph.errors import GraphError, TaskError
 from ttsgraph.evaluator import evaluate_one
@@ -117,7 +117,7 @@ def print_summary(summary: EvalSummary, report: dict[str, Any]) -> None:
         table.add_row("traces", report["traces"])
     out.print(table)
     for reason, count in s.error_reasons.items():
-        console.print(f"[red]error ×{count}:[/] {reason}", highlight=False)
+        warn(f"error ×{count}: {reason}", style="red")
 
 
 @app.command("eval")

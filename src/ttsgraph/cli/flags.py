@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 from ttsgraph.errors import TaskError
+from ttsgraph.tasks.registry import options_help
 
 if TYPE_CHECKING:
     from ttsgraph.config import RunConfig
@@ -32,6 +33,7 @@ TIMEOUT = typer.Option(None, "--timeout", min=0.001, help="Seconds per HTTP atte
 RETRIES = typer.Option(None, "--retries", min=0, help="Retries after a 429/5xx/connection error/timeout (default 3).")
 CONCURRENCY = typer.Option(None, "--concurrency", "-c", min=1, help="Simultaneous calls per serving backend (default 4).")
 JSON = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+TASK_OPTION = typer.Option(None, "--option", "-o", help=f"Task option KEY=VALUE (repeatable), e.g. grader=numeric. {options_help()}.")
 FILLED_IN: Any = None  # the default of a command's `run: RunFlags` parameter, which `with_run_flags` fills in
 
 
@@ -84,7 +86,7 @@ class RunFlags:
 _SHARED: list[tuple[str, Any, Any]] = [
     ("config", Path | None, typer.Option(None, "--config", help="A TOML recipe (examples/recipes/); flags override it.")),
     ("task", str | None, typer.Option(None, "--task", "-t", help="Task, e.g. arithmetic, math500, mmlu:anatomy, jsonl:PATH.")),
-    ("option", list[str] | None, typer.Option(None, "--option", "-o", help="Task option KEY=VALUE (repeatable), e.g. digits=2.")),
+    ("option", list[str] | None, TASK_OPTION),
     ("models", str | None, typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or a models.toml; default local.")),
     ("max_tokens", int | None, MAX_TOKENS), ("temperature", float | None, TEMPERATURE), ("cache", Path | None, CACHE),
     ("no_cache", bool, NO_CACHE), ("timeout", float | None, TIMEOUT), ("retries", int | None, RETRIES),
@@ -95,17 +97,48 @@ _SHARED: list[tuple[str, Any, Any]] = [
 def with_run_flags(fn: F) -> F:
     """Give a command the shared flags, declared once here: the command takes one `run: RunFlags`
     parameter instead of eleven, and every command spells and documents them alike."""
-    signature = inspect.signature(fn)
-    own = [p for p in signature.parameters.values() if p.name != "run"]
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
               for name, annotation, default in _SHARED]
 
+    def bundle(kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {"run": RunFlags(**{name: kwargs.pop(name) for name, _, _ in _SHARED}), **kwargs}
+
+    return with_task_options(_add_parameters(fn, "run", shared, bundle))
+
+
+# Task options are `--option KEY=VALUE` on every command that takes a task. Their own flags
+# (`eval --grader numeric`) are refused with the spelling to use, not "No such option".
+_TASK_OPTION_FLAGS = ("grader", "question_field", "answer_field", "id_field", "system_prompt")
+
+
+def with_task_options(fn: F) -> F:
+    """Refuse `--grader`, `--question-field`, … on a command, pointing at `--option KEY=VALUE`."""
+    hidden = [inspect.Parameter(f"task_flag_{name}", inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
+                                default=typer.Option(None, f"--{name.replace('_', '-')}", hidden=True))
+              for name in _TASK_OPTION_FLAGS]
+
+    def refuse(kwargs: dict[str, Any]) -> dict[str, Any]:
+        for name in _TASK_OPTION_FLAGS:
+            value = kwargs.pop(f"task_flag_{name}")
+            if value is not None:
+                raise TaskError(f"--{name.replace('_', '-')} is a task option: write --option {name}={value}")
+        return kwargs
+
+    return _add_parameters(fn, None, hidden, refuse)
+
+
+def _add_parameters(fn: F, replaces: str | None, params: list[inspect.Parameter],
+                    convert: Callable[[dict[str, Any]], dict[str, Any]]) -> F:
+    """`fn` with `params` added to its CLI signature (and `replaces` taken out); `convert` turns
+    the added keyword arguments back into what `fn` takes."""
+    signature = inspect.signature(fn)
+    own = [p for p in signature.parameters.values() if p.name != replaces]
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        run = RunFlags(**{name: kwargs.pop(name) for name, _, _ in _SHARED})
-        return fn(*args, run=run, **kwargs)
+        return fn(*args, **convert(kwargs))
 
-    wrapper.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
+    wrapper.__signature__ = signature.replace(parameters=[*own, *params])  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ttsgraph.cli.app import app
 from ttsgraph.cli.common import console, emit_json, handle_errors, out
@@ -44,4 +45,5 @@ def report(
     out.print(table)
     out.print(f"{result.trials} trials, {len(result.front)} candidate graph(s) on the Pareto front "
               "(accuracy, planned units, latency)")
-    out.print(f"wrote [bold]{result.html_path}[/] and {len(result.png_paths)} PNGs beside it")
+    out.print(Text.assemble("wrote ", (str(result.html_path), "bold"), f" and {len(result.png_paths)} PNGs beside it"),
+              soft_wrap=True)

@@ -132,9 +132,9 @@ def load_run_config(store: RunStore) -> RunConfig:
 def print_result(result: StudyResult, study: Study) -> None:
     d = result.to_dict()
     pct = lambda x: "—" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-    out.print(f"[bold]best graph[/] (trial {d['best_trial']}, {d['graph_hash']}): "
-              f"{len(result.best.graph.nodes)} nodes, {len(result.best.graph.edges)} edges, "
-              f"{d['planned_units']:.2f} / {study.space.budget.units:.2f} units")
+    out.print(Text.assemble(("best graph", "bold"), f" (trial {d['best_trial']}, {d['graph_hash']}): "
+                            f"{len(result.best.graph.nodes)} nodes, {len(result.best.graph.edges)} edges, "
+                            f"{d['planned_units']:.2f} / {study.space.budget.units:.2f} units"), soft_wrap=True)
     out.print(to_text(result.best.graph), highlight=False, markup=False)
     table = Table(show_header=False, box=None)
     table.add_row("search accuracy", f"{pct(d['search_accuracy'])} over {d['search_items']} items"

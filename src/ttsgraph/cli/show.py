@@ -8,15 +8,23 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import console, emit_json, get_pool, handle_errors, out, task_lengths
+from ttsgraph.cli import flags
+from ttsgraph.cli.common import emit_json, emit_text, get_pool, handle_errors, out, parse_pairs, task_lengths, warn
 from ttsgraph.cost import Budget, planned_graph_flops, unit_flops
 from ttsgraph.errors import BudgetError, GraphError
 from ttsgraph.graph import Graph
 from ttsgraph.graph_io import load_graph
 from ttsgraph.models import ModelPool, builtin_catalogue
 from ttsgraph.render import to_dot, to_mermaid
+
+
+# A terminal table of 10,000 rows takes rich tens of seconds and nobody reads it: the table shows
+# the first rows (and the first predecessors of a node), the JSON and the renderings everything.
+TABLE_ROWS = 200
+TABLE_PREDS = 12
 
 
 class Format(str, Enum):
@@ -27,9 +35,9 @@ class Format(str, Enum):
 
 
 def describe(graph: Graph, pool: ModelPool, task: str | None, budget: float | None,
-             budget_nodes: int | None) -> dict[str, Any]:
+             budget_nodes: int | None, task_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything `show` reports about a graph, as one JSON-able dict."""
-    task_name, lengths = task_lengths(task)
+    task_name, lengths = task_lengths(task, task_options)
     graph.validate(models=set(pool.specs))
     graph, removed = graph.pruned()
     per_node = planned_graph_flops(graph, pool, lengths)
@@ -67,9 +75,11 @@ def describe(graph: Graph, pool: ModelPool, task: str | None, budget: float | No
 
 @app.command()
 @handle_errors
+@flags.with_task_options
 def show(
     graph_file: Path = typer.Argument(..., help="Graph file (.json, or the Node-line text form)."),
     task: str = typer.Option("math", "--task", "-t", help="Task whose average lengths price the graph."),
+    option: list[str] | None = flags.TASK_OPTION,
     budget: float | None = typer.Option(None, "--budget", help="Budget in normalized units."),
     budget_nodes: int | None = typer.Option(None, "--budget-nodes", help="Budget as a node count b (SPEC §2.3)."),
     models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or models.toml."),
@@ -79,46 +89,53 @@ def show(
     """Show a graph: nodes, edges, width, depth, planned FLOPs per node and in total, budget fit."""
     pool = get_pool(models)
     graph = load_graph(graph_file)
-    info = describe(graph, pool, task, budget, budget_nodes)
+    info = describe(graph, pool, task, budget, budget_nodes, parse_pairs(option, "task"))
     if as_json or fmt == Format.json:
         emit_json(info)
         return
     if info["pruned"]:
-        console.print(f"[yellow]pruned (no path to the output):[/] {', '.join(info['pruned'])}")
+        warn(f"pruned (no path to the output): {', '.join(info['pruned'])}")
     if fmt == Format.mermaid:
-        out.print(to_mermaid(graph.pruned()[0]), markup=False, highlight=False)
+        emit_text(to_mermaid(graph.pruned()[0]))
         return
     if fmt == Format.dot:
-        out.print(to_dot(graph.pruned()[0]), markup=False, highlight=False)
+        emit_text(to_dot(graph.pruned()[0]))
         return
     table = Table(title=f"{graph_file} — task {info['task']}, pool {info['pool']}")
     for col in ("node", "model", "role", "in-degree", "preds", "FLOPs", "units"):
         table.add_column(col, justify="right" if col in ("in-degree", "FLOPs", "units") else "left")
-    for n in info["nodes"]:
+    for n in info["nodes"][:TABLE_ROWS]:
+        preds = ", ".join(n["preds"][:TABLE_PREDS]) + (f", … ({len(n['preds'])})" if len(n["preds"]) > TABLE_PREDS else "")
         table.add_row(n["id"] + (" (output)" if n["output"] else ""), n["model"], n["role"], str(n["in_degree"]),
-                      ", ".join(n["preds"]), f"{n['planned_flops']:.3e}", f"{n['planned_units']:.2f}")
+                      preds, f"{n['planned_flops']:.3e}", f"{n['planned_units']:.2f}")
     out.print(table)
+    if len(info["nodes"]) > TABLE_ROWS:
+        warn(f"… {len(info['nodes']) - TABLE_ROWS} more nodes not listed (--json or --format mermaid/dot list all)")
     out.print(f"width {info['width']}  depth {info['depth']}  edges {len(info['edges'])}  "
               f"hash {info['canonical_hash']}")
     line = f"planned {info['planned_flops']:.4e} FLOPs = {info['planned_units']:.2f} units " \
            f"(1 unit = {info['unit_flops']:.4e} FLOPs, {info['reference_model']})"
     if info["budget_units"] is not None:
-        verdict = "[green]within budget[/]" if info["within_budget"] else "[red]over budget[/]"
-        line += f"; budget {info['budget_units']:.2f} units: {verdict}"
-    out.print(line)
+        line += f"; budget {info['budget_units']:.2f} units: "
+        out.print(Text.assemble(line, ("within budget", "green") if info["within_budget"] else ("over budget", "red")),
+                  soft_wrap=True)
+    else:
+        out.print(line, soft_wrap=True)
 
 
 @app.command()
 @handle_errors
+@flags.with_task_options
 def budget(
     task: str = typer.Option("math", "--task", "-t"),
+    option: list[str] | None = flags.TASK_OPTION,
     nodes: int = typer.Option(..., "--nodes", "-b", help="Node budget b: b reference nodes fully connected + output."),
     models: str | None = typer.Option(None, "--models", help="Pool name or models.toml."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The budget in normalized units that a node budget b stands for (SPEC §2.3)."""
     pool = get_pool(models)
-    task_name, lengths = task_lengths(task)
+    task_name, lengths = task_lengths(task, parse_pairs(option, "task"))
     bud = Budget.from_nodes(nodes, pool, lengths)
     info = {"task": task_name, "nodes": nodes, "pool": pool.name, "reference_model": pool.reference,
             "output_model": pool.output, "units": bud.units, "flops": bud.units * unit_flops(pool, lengths)}

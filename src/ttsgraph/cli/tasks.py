@@ -1,6 +1,6 @@
 """`ttsgraph tasks`: the available tasks, their split sizes, lengths A/B and graders.
 
-Also checks a custom JSONL file (`ttsgraph tasks --task jsonl:my.jsonl --grader numeric`), which
+Also checks a custom JSONL file (`ttsgraph tasks --task jsonl:my.jsonl --option grader=numeric`), which
 surfaces a bad record with its file and line before a long search is started.
 """
 
@@ -10,28 +10,27 @@ import typer
 from rich.table import Table
 
 from ttsgraph.cli.app import app
-from ttsgraph.cli.common import console, emit_json, handle_errors, out
+from ttsgraph.cli import flags
+from ttsgraph.cli.common import console, emit_json, handle_errors, out, parse_pairs
 from ttsgraph.tasks.registry import BUILTIN_TASKS, load_task
 
 
 @app.command("tasks")
 @handle_errors
+@flags.with_task_options
 def tasks_command(
     task: list[str] = typer.Option(None, "--task", "-t", help="Only these tasks (e.g. mmlu:anatomy, jsonl:PATH); default: the built-ins."),
-    grader: str | None = typer.Option(None, "--grader", help="Grader of jsonl tasks: exact, numeric, choice or math."),
-    question_field: str | None = typer.Option(None, "--question-field", help="Question field of jsonl tasks."),
-    answer_field: str | None = typer.Option(None, "--answer-field", help="Answer field of jsonl tasks."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    option: list[str] | None = flags.TASK_OPTION,
+    as_json: bool = flags.JSON,
 ) -> None:
-    """List tasks: items in the search and test splits, prompt/answer lengths (A, B) and grader."""
+    """List tasks: items in the search and test splits, prompt/answer lengths (A, B) and grader.
+    `--option` applies to every task listed (check a JSONL file with `--option grader=numeric`)."""
     names = list(task) if task else list(BUILTIN_TASKS)
+    options = parse_pairs(option, "task")
     rows = []
     with console.status("loading tasks…") as status:
         for name in names:
             status.update(f"loading {name}…")
-            options = {}
-            if name.startswith("jsonl:"):
-                options = {"grader": grader, "question_field": question_field, "answer_field": answer_field}
             rows.append(load_task(name, **options).describe())
     if as_json:
         emit_json({"tasks": rows})

@@ -8,10 +8,12 @@ This is how a practitioner brings their own benchmark. The grader is chosen expl
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
 from ttsgraph.errors import FileFormatError, TaskError
+from ttsgraph.inputs import PARSER_FAULTS, parse_error, read_text_file
 from ttsgraph.tasks.answers import choice_letter, final_number, normalize_number, numbers_equal
 from ttsgraph.tasks.base import Item, Task, chars_per_4_lengths, seeded_split
 from ttsgraph.tasks.math import extract_math_answer, math_equal
@@ -41,6 +43,35 @@ def extract_exact(text: str) -> str | None:
     return lines[-1] if lines else None
 
 
+# The options a jsonl task takes and their types: `--option KEY=VALUE` arrives as text, an int or a
+# bool, and a wrong type must be refused here, not fail later inside a split or a grader.
+OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "question_field": (str,), "answer_field": (str,), "id_field": (str, type(None)), "grader": (str,),
+    "system_prompt": (str, type(None)), "seed": (int,), "search_fraction": (int, float)}
+
+
+def _check_options(**options: object) -> None:
+    for key, value in options.items():
+        if not isinstance(value, OPTION_TYPES[key]) or isinstance(value, bool):
+            raise TaskError(f"jsonl: option {key} must be {' or '.join(t.__name__ for t in OPTION_TYPES[key])}, "
+                            f"got {value!r}")
+    if options["grader"] not in GRADERS:
+        raise TaskError(f"jsonl: unknown grader {options['grader']!r}; use one of {', '.join(GRADERS)}")
+    fraction = float(options["search_fraction"])  # type: ignore[arg-type]
+    if not 0.0 < fraction < 1.0:
+        raise TaskError(f"jsonl: option search_fraction must be between 0 and 1 (exclusive), got {fraction}")
+
+
+def _encodable(text: str) -> bool:
+    """Whether the text is valid Unicode (JSON's \\ud800 escapes can make lone surrogates, which no
+    file, database or terminal can take)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class JsonlTask(Task):
     """`jsonl:PATH` with options question_field, answer_field, id_field, grader, system_prompt,
     seed, search_fraction."""
@@ -57,8 +88,8 @@ class JsonlTask(Task):
         search_fraction: float = 0.5,
     ) -> None:
         super().__init__()
-        if grader not in GRADERS:
-            raise TaskError(f"jsonl: unknown grader {grader!r}; use one of {', '.join(GRADERS)}")
+        _check_options(question_field=question_field, answer_field=answer_field, id_field=id_field, grader=grader,
+                       system_prompt=system_prompt, seed=seed, search_fraction=search_fraction)
         self.path = Path(path)
         self.name = f"jsonl:{path}"
         self.grader = grader
@@ -74,12 +105,9 @@ class JsonlTask(Task):
 
     def _read(self) -> list[Item]:
         where = str(self.path)
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise FileFormatError("file not found", path=where) from None
-        except UnicodeDecodeError as e:
-            raise FileFormatError(f"not UTF-8 text ({e.reason})", path=where) from None
+        if not self.path.exists() and not self.path.is_symlink():
+            raise FileFormatError("file not found", path=where)
+        lines = read_text_file(self.path, "JSONL task").splitlines()
         items: list[Item] = []
         seen: dict[str, int] = {}
         for line_no, line in enumerate(lines, 1):
@@ -89,6 +117,8 @@ class JsonlTask(Task):
                 record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise FileFormatError(f"invalid JSON ({e.msg} at column {e.colno})", path=where, line=line_no) from None
+            except PARSER_FAULTS as e:  # a 5,000-digit number, nesting past the parser's depth
+                raise FileFormatError(f"invalid JSON ({parse_error(e)})", path=where, line=line_no) from None
             if not isinstance(record, dict):
                 raise FileFormatError(f"expected a JSON object, got {type(record).__name__}", path=where, line=line_no)
             values = {}
@@ -98,7 +128,12 @@ class JsonlTask(Task):
                 value = record[field]
                 if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                     raise FileFormatError(f"field {field!r} must be a string or a number, got {type(value).__name__}", path=where, line=line_no)
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise FileFormatError(f"field {field!r} must be a finite number", path=where, line=line_no)
                 value = str(value)
+                if not _encodable(value):
+                    raise FileFormatError(f"field {field!r} holds a lone surrogate (\\ud800-\\udfff), not text",
+                                          path=where, line=line_no)
                 if not value.strip():
                     raise FileFormatError(f"field {field!r} is empty", path=where, line=line_no)
                 values[field] = value

@@ -28,6 +28,24 @@ _FACTORIES = {
 }
 
 
+# The options each task takes (what `--option KEY=VALUE` accepts on every command that takes a
+# task, and what `--help` and docs/tasks.md list). `load_task` checks them against the classes.
+TASK_OPTIONS: dict[str, str] = {
+    "jsonl:PATH": "grader=exact|numeric|choice|math, question_field, answer_field, id_field, system_prompt, "
+                  "seed, search_fraction",
+    "arithmetic": "seed, digits, terms, ops, size",
+    "math500": "level, subject, seed, search_fraction",
+    "mmlu": "subject, seed, search_fraction",
+    "humaneval": "unsafe_exec, timeout, memory_mb, sandbox=bwrap|unshare, seed, search_fraction",
+    "every task": "prompt_tokens, answer_tokens",
+}
+
+
+def options_help() -> str:
+    """One line for `--option`'s help: each task's options."""
+    return "; ".join(f"{name}: {keys}" for name, keys in TASK_OPTIONS.items())
+
+
 def _factory(base: str) -> Callable[..., Task]:
     """The task class, imported on first use (graders and data load only for the task asked for)."""
     if base in _FACTORIES:
@@ -39,11 +57,9 @@ def _factory(base: str) -> Callable[..., Task]:
 def load_task(name: str, **options: object) -> Task:
     """Build a task by name.
 
-    Names: `math500` (alias `math`; options level, subject), `gsm8k`, `mmlu` or `mmlu:<subject>`,
-    `humaneval` (options unsafe_exec, timeout, memory_mb), `arithmetic` (seed, digits, terms, ops,
-    size), `jsonl:PATH` (question_field, answer_field, id_field, grader, system_prompt). Most take
-    `seed` and `search_fraction` for the split. Every task takes `prompt_tokens` / `answer_tokens`
-    to override its lengths A, B. Options set to None are ignored (CLI defaults).
+    Names: `math500` (alias `math`), `gsm8k`, `mmlu` or `mmlu:<subject>`, `humaneval`, `arithmetic`,
+    `jsonl:PATH`; their options are `TASK_OPTIONS`. Every task takes `prompt_tokens` /
+    `answer_tokens` to override its lengths A, B. Options set to None are ignored (CLI defaults).
     """
     if not isinstance(name, str) or not name.strip():
         raise TaskError("a task name is required")
