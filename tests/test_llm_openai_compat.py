@@ -5,11 +5,8 @@ reasons, usage tokens, seeds, API keys from the environment. (Real model calls: 
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,60 +14,9 @@ import pytest
 from ttsgraph.errors import BackendError
 from ttsgraph.llm.base import SamplingParams, derive_seed
 from ttsgraph.llm.openai_compat import Endpoint, OpenAICompatBackend
+from tests.fault_stub import Stub, chat_reply
 
 MSGS = [{"role": "user", "content": "What is 2 + 2?"}]
-
-
-def chat_reply(text: str | None, prompt_tokens: int = 11, completion_tokens: int = 4) -> dict[str, Any]:
-    return {
-        "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
-    }
-
-
-class Stub:
-    """Replies with the scripted (status, body, delay) entries in order; the last one repeats."""
-
-    def __init__(self) -> None:
-        self.script: list[tuple[int, Any, float]] = []
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append({"path": self.path, **body})
-                stub.headers.append({k.lower(): v for k, v in self.headers.items()})
-                status, payload, delay = stub.script[min(len(stub.requests) - 1, len(stub.script) - 1)]
-                if delay:
-                    time.sleep(delay)
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

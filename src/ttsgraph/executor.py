@@ -10,8 +10,8 @@ Sample indices: within one run of a graph on one item, the n-th node that sends 
 samples, and another graph sending the same requests later gets the same samples back from the
 cache (common random numbers).
 
-A node that fails for good (a `TtsGraphError`, e.g. `BackendError` after retries) marks its item
-as errored with the reason; its dependents are skipped, other items go on. Errors are counted
+A node that fails for good (a `BackendError` after retries, or any other exception a backend
+raises) marks its item as errored with the reason; its dependents are skipped, other items go on. Errors are counted
 apart from wrong answers. Grading runs on the event-loop thread (math-verify arms `signal.alarm`,
 which only works in the main thread; run the executor with `asyncio.run` from the main thread).
 """
@@ -135,6 +135,15 @@ async def _streamed(backend: Backend, model: str, messages: list[Message], param
     raise TtsGraphError(f"{model}: the stream ended without a completion")
 
 
+def node_error(exc: Exception) -> str:
+    """Why a node failed, for its item's `error`: a TtsGraphError's reason as written; anything
+    else (a backend bug, a reply no parser expected) with its type, so it is never mistaken for a
+    reason we wrote."""
+    if isinstance(exc, TtsGraphError):
+        return getattr(exc, "reason", None) or str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def critical_path(graph: Graph, seconds: dict[str, float]) -> float:
     """Longest path of node seconds through the DAG, ending at the output node."""
     finish: dict[str, float] = {}
@@ -248,8 +257,8 @@ class Executor:
                                 completion = await self.backend.complete(node.model, messages, params, trace.sample)
                         finally:
                             trace.end = time.perf_counter() - t0
-                except TtsGraphError as exc:
-                    trace.error = getattr(exc, "reason", None) or str(exc)
+                except Exception as exc:  # noqa: BLE001 - any backend fault is this item's error, never the run's
+                    trace.error = node_error(exc)
                     return
                 trace.text = completion.text
                 trace.prompt_tokens = completion.prompt_tokens

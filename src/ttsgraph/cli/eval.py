@@ -21,7 +21,7 @@ from rich.table import Table
 
 from ttsgraph.cli.app import app
 from ttsgraph.cli import flags
-from ttsgraph.cli.common import console, emit_json, handle_errors, out, warn
+from ttsgraph.cli.common import EXIT_NOTHING_SCORED, console, emit_json, handle_errors, out, warn
 from ttsgraph.config import RunConfig
 from ttsgraph.errors import GraphError, TaskError
 from ttsgraph.evaluator import evaluate_one
@@ -131,7 +131,11 @@ def eval_command(
     as_json: bool = flags.JSON,
     run: flags.RunFlags = flags.FILLED_IN,
 ) -> None:
-    """Run GRAPH on a task split and report accuracy (95% CI), errors, FLOPs and latency."""
+    """Run GRAPH on a task split and report accuracy (95% CI), errors, FLOPs and latency.
+
+    Exit status: 0 when items were scored (some may have errored), 2 for bad input, 3 when every
+    item errored (nothing was scored; the reason is printed, and with --json is the "error" key).
+    """
     cfg = flags.new_config(run)
     graph = load_graph(graph_file)
     progress = Progress(
@@ -153,6 +157,10 @@ def eval_command(
         "seconds": seconds,
         "traces": None,
     }
+    nothing_scored = summary.items > 0 and summary.errors == summary.items
+    if nothing_scored:  # accuracy 0.000 would read as a measurement; it is none
+        report["error"] = (f"nothing was scored: all {summary.items} items errored"
+                           + (f" ({next(iter(summary.error_reasons))})" if summary.error_reasons else ""))
     if out_dir is not None:
         report["traces"] = str(out_dir / "traces.jsonl")
         write_traces(out_dir, results, items, report)
@@ -160,3 +168,6 @@ def eval_command(
         emit_json(report)
     else:
         print_summary(summary, report)
+    if nothing_scored:
+        warn(f"error: {report['error']}", style="bold red")
+        raise typer.Exit(EXIT_NOTHING_SCORED)

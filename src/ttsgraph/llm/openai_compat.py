@@ -179,11 +179,19 @@ class OpenAICompatBackend(BackendBase):
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
             started = time.perf_counter()
             try:
-                return await self._attempt(model, client, endpoint, messages, params, seed, stream), started
+                response = await self._attempt(model, client, endpoint, messages, params, seed, stream)
             except openai.OpenAIError as exc:
                 if not _retriable(exc):
                     raise BackendError(_describe(exc), model=model) from exc
                 last = _describe(exc)
+                continue
+            except ValueError as exc:  # a 200 whose body is not JSON (the client's json.loads)
+                last = f"reply is not JSON ({type(exc).__name__}: {str(exc)[:120]})"
+                continue  # a proxy's glitch may pass: retried like a 5xx
+            if isinstance(response, str):  # a 200 that is not JSON at all, e.g. an HTML page
+                last = f"reply is not JSON: {response[:80]!r}"
+                continue
+            return response, started
         raise BackendError(f"{last} (after {self.retries + 1} attempts)", model=model, retriable=True)
 
     async def _attempt(self, model: str, client: "openai.AsyncOpenAI", endpoint: Endpoint, messages: list[Message],
@@ -250,14 +258,18 @@ class OpenAICompatBackend(BackendBase):
     def _completion(
         self, model: str, endpoint: Endpoint, messages: list[Message], response: Any, seconds: float
     ) -> Completion:
-        choices = getattr(response, "choices", None) or []
-        if not choices:
-            raise BackendError("reply has no choices", model=model)
-        choice = choices[0]
-        text = (choice.message.content if endpoint.chat else choice.text) or ""
-        if not text.strip():
-            raise BackendError(f"empty reply (finish_reason={choice.finish_reason!r})", model=model)
-        return self._with_usage(model, endpoint, messages, text, getattr(response, "usage", None), seconds)
+        try:  # the client does not validate replies: a server may send any JSON shape
+            choices = getattr(response, "choices", None) or []
+            if not choices:
+                raise BackendError("reply has no choices", model=model)
+            choice = choices[0]
+            text = (choice.message.content if endpoint.chat else choice.text) or ""
+            if not isinstance(text, str) or not text.strip():
+                raise BackendError(f"empty reply (finish_reason={getattr(choice, 'finish_reason', None)!r})",
+                                   model=model)
+            return self._with_usage(model, endpoint, messages, text, getattr(response, "usage", None), seconds)
+        except (AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
+            raise BackendError(f"malformed reply ({type(exc).__name__}: {str(exc)[:120]})", model=model) from None
 
     def _with_usage(self, model: str, endpoint: Endpoint, messages: list[Message], text: str, usage: Any,
                     seconds: float) -> Completion:
