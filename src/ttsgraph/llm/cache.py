@@ -1,6 +1,6 @@
 """A persistent response cache in SQLite, shared safely by several processes.
 
-Keyed by (model, messages, sampling params, sample index): a search that evaluates many graphs
+Keyed by (model and its binding's identity, messages, sampling params, sample index): a search that evaluates many graphs
 sends the same requests again and again, and with the sample index in the key, parallel nodes
 still get independent samples while other graphs reuse them (common random numbers). WAL mode
 lets readers proceed while another process writes; a busy timeout makes concurrent writers wait
@@ -14,11 +14,12 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from ttsgraph.errors import BackendError
 from ttsgraph.llm.base import Backend, BackendBase, Completion, Message, SamplingParams, sample_key, ttsgraph_home
+from ttsgraph.llm.identity import Identity
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -108,17 +109,27 @@ class CachedBackend(BackendBase):
     """Wraps a backend with the response cache. `hits` / `misses` count lookups; a miss is a real
     backend call. Concurrent identical requests (same sample) inside one process share one call."""
 
-    def __init__(self, inner: Backend, path: str | Path | None = None):
+    def __init__(self, inner: Backend, path: str | Path | None = None,
+                 identities: Mapping[str, Identity] | None = None):
         self.inner = inner
         self.store = ResponseStore(path if path is not None else default_cache_path())
         self.hits = 0
         self.misses = 0
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
+        self._identities = dict(identities or {})  # model -> what serves it (llm/identity.py)
+
+    async def _key(self, model: str, messages: list[Message], params: SamplingParams, sample: int) -> str:
+        """The sample key of the model *as bound*: its binding's identity is part of it, so a model
+        re-bound to another server or file misses, and replicas (same identity) share entries."""
+        identity = self._identities.get(model)
+        if callable(identity):  # a file digest: computed once, off the event loop
+            identity = self._identities[model] = await asyncio.to_thread(identity)
+        return sample_key(f"{model}|{identity}" if identity else model, messages, params, sample)
 
     async def complete(
         self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
     ) -> Completion:
-        key = sample_key(model, messages, params, sample)
+        key = await self._key(model, messages, params, sample)
         hit = self.store.get(key)
         if hit is not None:
             self.hits += 1
@@ -153,7 +164,7 @@ class CachedBackend(BackendBase):
     ) -> AsyncIterator[str | Completion]:
         """A hit (or an identical call already in flight) comes as one piece; a miss streams from
         the wrapped backend and stores the assembled `Completion`, the same entry `complete` makes."""
-        key = sample_key(model, messages, params, sample)
+        key = await self._key(model, messages, params, sample)
         if self.store.get(key) is not None or key in self._inflight:
             done = await self.complete(model, messages, params, sample)
             yield done.text

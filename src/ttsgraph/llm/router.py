@@ -14,6 +14,7 @@ from pathlib import Path
 from ttsgraph.errors import BackendError, UnknownModelError
 from ttsgraph.llm.base import Backend, BackendBase, Completion, Message, SamplingParams
 from ttsgraph.llm.cache import CachedBackend
+from ttsgraph.llm.identity import Identity, binding_identity
 from ttsgraph.llm.local import LocalBackend, LocalModel, resolve_local_model
 from ttsgraph.llm.openai_compat import Endpoint, OpenAICompatBackend
 from ttsgraph.models import ModelPool
@@ -80,7 +81,8 @@ def build_backend(
 ) -> Backend:
     """The backend for `pool`, wrapped in the response cache at `cache` unless it is None.
 
-    `fake` (unit tests only) replaces every binding: all models go to it. Otherwise bindings of
+    The cache key holds each model's binding identity (`llm/identity.py`): re-binding a model
+    misses, replicas share. `fake` (unit tests only) replaces every binding: all models go to it. Otherwise bindings of
     kind "local" share one `LocalBackend`, kind "openai" one `OpenAICompatBackend` (with `timeout`
     per attempt, `retries` and exponential `backoff`). A model with no binding (or kind "fake")
     fails when called; call `check_bindings` first to fail before running anything.
@@ -90,6 +92,7 @@ def build_backend(
         return CachedBackend(routed, cache) if cache is not None else routed
     local_models: dict[str, LocalModel] = {}
     endpoints: dict[str, Endpoint] = {}
+    identities: dict[str, Identity] = {}
     for name in pool.models:
         spec = pool.spec(name)
         binding = spec.binding
@@ -97,7 +100,9 @@ def build_backend(
             continue  # reported when first used (see RoutedBackend, check_bindings)
         if binding.kind == "local":
             local_models[name] = resolve_local_model(name, binding.local_file, spec.chat)
+            identities[name] = binding_identity(binding, local_models[name].locate)
         elif binding.kind == "openai":
+            identities[name] = binding_identity(binding)
             if not binding.base_url:
                 raise BackendError("an 'openai' binding needs base_url", model=name)
             endpoints[name] = Endpoint(binding.base_url, binding.served_name or name, binding.api_key_env, spec.chat)
@@ -112,4 +117,4 @@ def build_backend(
         routes.update({name: remote for name in endpoints})
     unbound = [m for m in pool.models if m not in routes]
     backend: Backend = RoutedBackend(routes, unbound)
-    return CachedBackend(backend, cache) if cache is not None else backend
+    return CachedBackend(backend, cache, identities) if cache is not None else backend
