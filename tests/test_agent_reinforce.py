@@ -343,7 +343,7 @@ def test_state_round_trip_resumes_identically_even_between_ask_and_tell() -> Non
     assert [p.graph.canonical_hash() for p in again] == [p.graph.canonical_hash() for p in pending]
 
 
-class Crash(RuntimeError):
+class Crash(BaseException):  # a kill, not a backend fault (those become item errors)
     pass
 
 

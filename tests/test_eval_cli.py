@@ -126,9 +126,9 @@ def test_failing_node_is_counted_as_error_not_wrong(stub_models: tuple[Arithmeti
     srv.fail_model = "gemma-3-270m"
     res = ttsgraph("eval", str(PARALLEL), "--task", "arithmetic", "--limit", "2", "--models", str(toml),
                    "--no-cache", "--json", home=tmp_path)
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 3, res.stderr  # every item errored: nothing was scored
     report = json.loads(res.stdout)
-    assert report["errors"] == 2 and report["wrong"] == 0 and report["accuracy"] == 0.0
+    assert report["errors"] == 2 and report["wrong"] == 0 and report["error"].startswith("nothing was scored")
     (reason,) = report["error_reasons"]
     assert "node a2 (gemma-3-270m)" in reason and "HTTP 400" in reason and "context length" in reason
 
