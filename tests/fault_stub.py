@@ -65,7 +65,7 @@ class Stub:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.requests.append({"path": self.path, **body})
                 stub.headers.append({k.lower(): v for k, v in self.headers.items()})
-                status, payload, delay = stub.script[min(len(stub.requests) - 1, len(stub.script) - 1)]
+                status, payload, delay = stub.respond(self.path, body)
                 if delay and stub.released.wait(delay):
                     return
                 if payload is DROP:
@@ -86,6 +86,10 @@ class Stub:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
+
+    def respond(self, path: str, body: dict[str, Any]) -> tuple[int, Any, float]:
+        """The reply to one request: the next script entry (a subclass may compute it instead)."""
+        return self.script[min(len(self.requests) - 1, len(self.script) - 1)]
 
     @property
     def base_url(self) -> str:

@@ -9,13 +9,13 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fault_stub import Stub
 
 ROOT = Path(__file__).resolve().parents[1]
 PARALLEL = ROOT / "examples" / "parallel.json"
@@ -26,47 +26,28 @@ def answer_of(prompt: str) -> str:
     return str(eval(expr, {"__builtins__": {}}))  # digits and + - * only, matched above
 
 
-class ArithmeticServer:
+class ArithmeticServer(Stub):
     """Answers every chat/completions request with the right number; can fail on demand."""
 
     def __init__(self) -> None:
-        self.calls = 0
         self.fail_model: str | None = None
-        srv = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                srv.calls += 1
-                if body["model"] == srv.fail_model:
-                    self._send(400, {"error": {"message": "context length exceeded"}})
-                    return
-                if self.path.endswith("/chat/completions"):
-                    text = f"Answer: {answer_of(body['messages'][-1]['content'])}"
-                    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-                else:
-                    text = f" {answer_of(body['prompt'])}"
-                    choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
-                self._send(200, {"id": "x", "object": "x", "created": 0, "model": body["model"], "choices": [choice],
-                                 "usage": {"prompt_tokens": 40, "completion_tokens": 5, "total_tokens": 45}})
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        super().__init__()
 
     @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+    def calls(self) -> int:
+        return len(self.requests)
+
+    def respond(self, path: str, body: dict[str, Any]) -> tuple[int, Any, float]:
+        if body["model"] == self.fail_model:
+            return 400, {"error": {"message": "context length exceeded"}}, 0.0
+        if path.endswith("/chat/completions"):
+            text = f"Answer: {answer_of(body['messages'][-1]['content'])}"
+            choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+        else:
+            text = f" {answer_of(body['prompt'])}"
+            choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+        return 200, {"id": "x", "object": "x", "created": 0, "model": body["model"], "choices": [choice],
+                     "usage": {"prompt_tokens": 40, "completion_tokens": 5, "total_tokens": 45}}, 0.0
 
 
 @pytest.fixture
@@ -79,8 +60,7 @@ def stub_models(tmp_path: Path) -> Iterator[tuple[ArithmeticServer, Path]]:
         '[pool]\nmodels = ["smollm2-135m", "gemma-3-270m"]\n'
     )
     yield srv, toml
-    srv.server.shutdown()
-    srv.server.server_close()
+    srv.close()
 
 
 def ttsgraph(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
