@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import typer
+from rich.text import Text
 
 from ttsgraph.cli import flags
 from ttsgraph.cli.app import app
@@ -60,8 +61,8 @@ def serve_command(
     prepared = prepare(options)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for g in prepared.graphs.values():
-        console.print(f"model [bold]{g.id}[/]: {len(g.graph.nodes)} nodes, "
-                      f"{sum(g.planned_units.values()):.2f} planned units ({g.path})", highlight=False)
+        console.print(Text.assemble("model ", (g.id, "bold"), f": {len(g.graph.nodes)} nodes, "
+                                    f"{sum(g.planned_units.values()):.2f} planned units ({g.path})"), soft_wrap=True)
     console.print(f"listening on http://{host}:{port}/v1", highlight=False)
     config = uvicorn.Config(create_app(prepared), host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=int(request_timeout) + 5)
