@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from ttsgraph.cli import app
@@ -38,3 +39,17 @@ def test_tasks_bad_jsonl_exits_2_naming_the_line(tmp_path):
     result = runner.invoke(app, ["tasks", "--task", f"jsonl:{path}", "--json"])
     assert result.exit_code == 2
     assert f"{path}:2" in result.output.replace("\n", "")
+
+
+REQUIRED = {"eval": ["g.json"], "show": ["g.json"], "budget": ["--nodes", "2"]}
+
+
+@pytest.mark.parametrize("command", ["eval", "search", "profile", "bench", "show", "budget", "tasks"])
+def test_every_command_that_takes_a_task_takes_task_options_as_option(command: str) -> None:
+    """`eval --grader` was rejected as an unknown flag and the JSONL options were only in `tasks
+    --help`: now one `--option` everywhere, listed in every --help, and the old spelling points at it."""
+    help_text = " ".join(runner.invoke(app, [command, "--help"]).stdout.replace("│", " ").split())
+    assert "--option" in help_text and "jsonl:PATH: grader (exact, numeric, choice or math), question_field," in help_text
+    result = runner.invoke(app, [command, *REQUIRED.get(command, []), "--grader", "numeric"])
+    assert result.exit_code == 2
+    assert "--grader is a task option: write --option grader=numeric" in result.stderr

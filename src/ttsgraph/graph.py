@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from ttsgraph.errors import GraphError
 
-_encode_str = json.JSONEncoder().encode  # a str as json.dumps writes it (ensure_ascii)
 
 Role = Literal["assistant", "fuser"]
 ROLES: tuple[str, ...] = ("assistant", "fuser")
@@ -26,9 +25,6 @@ _ROLE_ALIASES = {"assistant": "assistant", "io": "assistant", "fuser": "fuser", 
 # the text form, so nothing that could be read as markup, an option (`--help`) or a control
 # character gets in. Not starting with '-' or '.'; at most 64 characters.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
-# Colour refinement stops after this many rounds: every graph a search meets is stable long
-# before (so its hash is what it always was), and a 10,000-node chain stays fast.
-MAX_REFINEMENT_ROUNDS = 16
 
 
 def normalize_role(text: str) -> Role:
@@ -259,40 +255,10 @@ class Graph:
 
     # ----- identity ------------------------------------------------------------------------
     def canonical_form(self) -> str:
-        """A string equal for graphs that differ only by node names.
+        """A string equal for graphs that differ only by node names (`ttsgraph.canonical`)."""
+        from ttsgraph.canonical import canonical_form
 
-        Colour refinement (1-dimensional Weisfeiler-Lehman on the directed graph) starting from
-        (model, role, is-output); the form lists the node colours and the coloured edges, sorted.
-        Renaming cannot change it. Graphs that colour refinement cannot tell apart share it, which
-        for DAGs with one sink built from a handful of models has not been seen to happen. At most
-        `MAX_REFINEMENT_ROUNDS` rounds (still renaming-invariant; only huge graphs stop early).
-        """
-        colour = {n.id: json.dumps([n.model, n.role, n.id == self.output]) for n in self.nodes}
-        preds = {i: self.preds(i) for i in self.ids}
-        succs = {i: self.succs(i) for i in self.ids}
-        for _ in range(min(len(self.nodes) + 1, MAX_REFINEMENT_ROUNDS)):
-            # Each node's new colour hashes json.dumps([colour, sorted pred colours, sorted succ
-            # colours]); nodes with the same signature share one hash (a chain's middle nodes look
-            # alike for many rounds), and the JSON text is assembled from pre-encoded colours.
-            def around(ids: list[str]) -> tuple[str, ...]:
-                return (colour[ids[0]],) if len(ids) == 1 else tuple(sorted([colour[x] for x in ids]))
-
-            signature = {i: (colour[i], around(preds[i]), around(succs[i])) for i in self.ids}
-            quoted = {c: _encode_str(c) for c in set(colour.values())}
-            digest = {
-                sig: hashlib.sha256(f"[{quoted[sig[0]]}, [{', '.join([quoted[c] for c in sig[1]])}], "
-                                    f"[{', '.join([quoted[c] for c in sig[2]])}]]".encode()).hexdigest()[:16]
-                for sig in set(signature.values())
-            }
-            new = {i: digest[signature[i]] for i in self.ids}
-            if len(set(new.values())) == len(set(colour.values())):
-                colour = new
-                break
-            colour = new
-        base = {n.id: [n.model, n.role, n.id == self.output] for n in self.nodes}
-        nodes = sorted(json.dumps([colour[i], base[i]]) for i in self.ids)
-        edges = sorted(json.dumps([colour[u], colour[v]]) for u, v in self.edges)
-        return json.dumps({"nodes": nodes, "edges": edges}, separators=(",", ":"))
+        return canonical_form(self)
 
     def canonical_hash(self) -> str:
         return hashlib.sha256(self.canonical_form().encode()).hexdigest()[:16]

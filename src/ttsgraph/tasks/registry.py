@@ -31,12 +31,12 @@ _FACTORIES = {
 # The options each task takes (what `--option KEY=VALUE` accepts on every command that takes a
 # task, and what `--help` and docs/tasks.md list). `load_task` checks them against the classes.
 TASK_OPTIONS: dict[str, str] = {
-    "jsonl:PATH": "grader=exact|numeric|choice|math, question_field, answer_field, id_field, system_prompt, "
-                  "seed, search_fraction",
+    "jsonl:PATH": "grader (exact, numeric, choice or math), question_field, answer_field, id_field, "
+                  "system_prompt, seed, search_fraction",
     "arithmetic": "seed, digits, terms, ops, size",
     "math500": "level, subject, seed, search_fraction",
     "mmlu": "subject, seed, search_fraction",
-    "humaneval": "unsafe_exec, timeout, memory_mb, sandbox=bwrap|unshare, seed, search_fraction",
+    "humaneval": "unsafe_exec, timeout, memory_mb, sandbox (bwrap or unshare), seed, search_fraction",
     "every task": "prompt_tokens, answer_tokens",
 }
 
