@@ -298,3 +298,26 @@ def test_ids_outside_the_documented_characters_are_refused(tmp_path: Path, node_
     path = tmp_path / "g.json"
     path.write_text(json.dumps({"nodes": [{"id": node_id, "model": MODEL}], "edges": []}))
     assert check_clean(["show", str(path)]) == 2
+
+
+@pytest.mark.parametrize("damage", ["cycle", "unknown-node", "duplicate-id", "text-form", "text-form-cycle"])
+def test_broken_10000_node_graphs_fail_fast(tmp_path: Path, damage: str) -> None:
+    """Large broken graphs: one line, exit 2, under 2 s of CPU (the cycle check is iterative)."""
+    data = chain(10_000, MODEL).to_dict()
+    if damage in ("cycle", "text-form-cycle"):
+        data["edges"].append(["a10000", "a1"])
+    elif damage == "unknown-node":
+        data["edges"].append(["a5000", "nowhere"])
+    elif damage == "duplicate-id":
+        data["nodes"][-2]["id"] = "a1"
+    path = tmp_path / ("big.txt" if damage.startswith("text-form") else "big.json")
+    if damage.startswith("text-form"):
+        text = to_text(chain(10_000, MODEL))
+        if damage == "text-form-cycle":
+            text = text.replace("Node a1 | model=smollm2-135m | role=assistant | preds=[]",
+                                "Node a1 | model=smollm2-135m | role=assistant | preds=[a10000]")
+        path.write_text(text)
+    else:
+        path.write_text(json.dumps(data))
+    expected = 0 if damage == "text-form" else 2
+    assert check_clean(["show", str(path), "--task", "arithmetic"], as_json=True) == expected
