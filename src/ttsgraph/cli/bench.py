@@ -127,7 +127,7 @@ def bench_command(
         optimizer_options=parse_optimizer_options(opt),
         **{k: v for k, v in (("timeout", timeout), ("retries", retries)) if v is not None},
     )
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=as_json) as progress:
         current: dict[str, Any] = {"id": None}
         n_rows = len(config.optimizers) * config.seeds

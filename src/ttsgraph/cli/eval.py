@@ -139,7 +139,7 @@ def eval_command(
     cfg = flags.new_config(run)
     graph = load_graph(graph_file)
     progress = Progress(
-        SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+        SpinnerColumn(), TextColumn("{task.description}", style="progress.description", markup=False), BarColumn(),
         MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=as_json,
     )
     with progress:

@@ -104,7 +104,7 @@ def profile_command(
         if stored.key == key:
             prof, reused = stored, True
     if prof is None:
-        progress = Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+        progress = Progress(SpinnerColumn(), TextColumn("{task.description}", style="progress.description", markup=False), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=as_json)
         with progress:
             bar = progress.add_task("profiling", total=None)

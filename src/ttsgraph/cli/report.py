@@ -23,7 +23,7 @@ def report(
 ) -> None:
     """Write an offline HTML report: the selected graph, the search curve, accuracy vs FLOPs and
     latency with the Pareto front, per-model costs, trials, agent transcript, test result."""
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(), console=console,
                         transient=True, disable=not console.is_terminal)
     with progress:
         step = progress.add_task("report", total=None)

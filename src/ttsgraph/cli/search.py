@@ -54,7 +54,7 @@ class Display:
         self.t0 = time.perf_counter()
         self.state: dict[str, Any] = {"iteration": 0, "accuracy": None, "best": None, "units": None, "calls": 0,
                                       "hits": 0, "trials": 0, "repaired": 0, "errors": 0, "phase": "searching"}
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=console)
         total = cfg.iterations * cfg.batch
         self.items_task = self.bar.add_task("search items", total=total)
