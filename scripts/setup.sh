@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install -q --upgrade pip
 fi
 extras="[local]"
-[ "${1:-}" = "--dev" ] && extras="[local,dev]"
+[ "${1:-}" = "--dev" ] && extras="[local,dev,distributed]"
 # llama-cpp-python compiles from source the first time (about 8 minutes); pip caches the wheel afterwards.
 echo "[setup] installing ttsgraph$extras (llama-cpp-python may compile for several minutes the first time)"
 .venv/bin/python -m pip install -q -e ".$extras"

@@ -113,6 +113,9 @@ class RunConfig(_Model):
     sampling: Sampling = Field(default_factory=Sampling)
     backend: BackendSettings = Field(default_factory=BackendSettings)
     lengths: tuple[float, float] | None = None  # the task's (A, B), pinned when a run is created
+    executor: Literal["local", "ray"] = "local"  # where model calls run (docs/distributed.md)
+    ray_address: str | None = None  # "auto", HOST:PORT; None: $RAY_ADDRESS, else a new local Ray
+    ray_actors: int | None = Field(None, ge=1)  # None: one actor per alive Ray node
 
     @property
     def selection(self) -> Selection:
@@ -200,12 +203,14 @@ FLAGS: dict[str, str] = {
     "sampling.temperature": "--temperature", "sampling.top_p": "--top-p", "sampling.max_tokens": "--max-tokens",
     "sampling.stop": "--stop", "backend.cache": "--cache", "backend.no_cache": "--no-cache",
     "backend.timeout": "--timeout", "backend.retries": "--retries", "backend.concurrency": "--concurrency",
+    "executor": "--executor", "ray_address": "--ray-address", "ray_actors": "--ray-actors",
 }
 """Config field → the flag that sets it, for messages."""
 
 CONTINUABLE = {"iterations", "test_limit", "backend.cache", "backend.no_cache", "backend.timeout",
-               "backend.retries", "backend.concurrency"}
-"""Fields a resumed run may change: more iterations, another test size, how backends are called.
+               "backend.retries", "backend.concurrency", "executor", "ray_address", "ray_actors"}
+"""Fields a resumed run may change: more iterations, another test size, how backends are called
+and where (a run started locally may go on on a cluster: the results do not depend on it).
 Everything else decides what the stored trials mean, so changing it would mix two studies."""
 
 

@@ -98,18 +98,43 @@ async def build_runtime(config: RunConfig, *, models: Sequence[str] | None = Non
 
     `models` limits the binding check to the models a command will call (default: the whole
     pool), so `eval` of a one-model graph does not need every binding. `fake_backend` (unit tests
-    only) replaces every binding. `evaluator` replaces the local evaluator (e.g. a Ray one)."""
+    only) replaces every binding. `evaluator` replaces the local evaluator. With `executor = "ray"`
+    the backend sends cache misses to Ray actors (`ttsgraph.distributed`); the evaluator is the
+    local one over it, so jobs are walked, cached and graded here exactly as in a local run."""
     pool = load_pool(config.models)
     task = pinned_task(config)
     if fake_backend is None:
         check_bindings(pool, list(models) if models is not None else None)
     settings = config.backend
-    backend = build_backend(pool, settings.cache_path(), fake_backend, timeout=settings.timeout,
-                            retries=settings.retries)
+    concurrency = settings.concurrency
+    if config.executor == "ray" and fake_backend is None:
+        backend, actors = await _ray_backend(config, pool)
+        concurrency *= actors  # `--concurrency` is per actor: the driver keeps them all busy
+    else:
+        backend = build_backend(pool, settings.cache_path(), fake_backend, timeout=settings.timeout,
+                                retries=settings.retries)
     async with backend:
         yield Runtime(config=config, pool=pool, task=task, backend=backend,
                       evaluator=evaluator or LocalEvaluator(backend, pool, task, params=config.sampling.params(),
-                                                            concurrency=settings.concurrency))
+                                                            concurrency=concurrency))
+
+
+async def _ray_backend(config: RunConfig, pool: ModelPool) -> tuple[Backend, int]:
+    """Model calls on Ray actors, behind the driver's own response cache (so hits never leave the
+    driver and only the driver writes the cache); returns the backend and the actor count."""
+    from ttsgraph.distributed.ray_backend import RayBackend
+    from ttsgraph.llm.cache import CachedBackend
+
+    settings = config.backend
+    ray = RayBackend(pool, address=config.ray_address, actors=config.ray_actors,
+                     concurrency=settings.concurrency, timeout=settings.timeout, retries=settings.retries)
+    try:
+        await ray.start()
+    except BaseException:
+        await ray.aclose()
+        raise
+    cache = settings.cache_path()
+    return (CachedBackend(ray, cache) if cache is not None else ray), ray.actors
 
 
 __all__ = ["Runtime", "build_runtime", "pinned_task"]

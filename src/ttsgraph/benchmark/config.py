@@ -48,6 +48,9 @@ class BenchConfig:
     baselines: bool = True
     select: str = "best"
     optimizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per optimizer name; "*" = all
+    executor: str = "local"  # "ray": model calls on a Ray cluster (docs/distributed.md)
+    ray_address: str | None = None
+    ray_actors: int | None = None
 
     def run_config(self) -> RunConfig:
         """The `RunConfig` every study of the bench shares (task, pool, budget, sampling, backend,
@@ -64,6 +67,7 @@ class BenchConfig:
             "sampling": {"temperature": self.temperature, "max_tokens": self.max_tokens},
             "backend": {"cache": str(self.cache) if self.cache is not None else None, "no_cache": self.cache is None,
                         "concurrency": self.concurrency, "timeout": self.timeout, "retries": self.retries},
+            "executor": self.executor, "ray_address": self.ray_address, "ray_actors": self.ray_actors,
         })
 
     def to_dict(self) -> dict[str, Any]:

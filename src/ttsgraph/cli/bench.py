@@ -104,6 +104,9 @@ def bench_command(
     concurrency: int = typer.Option(2, "--concurrency", "-c", min=1, help="Simultaneous calls per serving backend."),
     timeout: float | None = flags.TIMEOUT,
     retries: int | None = flags.RETRIES,
+    executor: str | None = flags.EXECUTOR,
+    ray_address: str | None = flags.RAY_ADDRESS,
+    ray_actors: int | None = flags.RAY_ACTORS,
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the single-model and self-consistency rows."),
     show: Path | None = typer.Option(None, "--show", help="Print the results of a finished bench directory (redraws its PNG) instead of running."),
     as_json: bool = flags.JSON,
@@ -125,7 +128,8 @@ def bench_command(
         cache=None if no_cache else (cache or default_cache_path()), concurrency=concurrency, max_tokens=max_tokens,
         agent_max_tokens=agent_max_tokens, temperature=temperature, baselines=not no_baselines,
         optimizer_options=parse_optimizer_options(opt),
-        **{k: v for k, v in (("timeout", timeout), ("retries", retries)) if v is not None},
+        ray_address=ray_address, ray_actors=ray_actors,
+        **{k: v for k, v in (("timeout", timeout), ("retries", retries), ("executor", executor)) if v is not None},
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=as_json) as progress:

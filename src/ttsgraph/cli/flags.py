@@ -32,6 +32,9 @@ NO_CACHE = typer.Option(False, "--no-cache", help="No response cache: call the b
 TIMEOUT = typer.Option(None, "--timeout", min=0.001, help="Seconds per HTTP attempt to an OpenAI-compatible server (default 600).")
 RETRIES = typer.Option(None, "--retries", min=0, help="Retries after a 429/5xx/connection error/timeout (default 3).")
 CONCURRENCY = typer.Option(None, "--concurrency", "-c", min=1, help="Simultaneous calls per serving backend (default 4).")
+EXECUTOR = typer.Option(None, "--executor", help="Where model calls run: local (this process) or ray (a Ray cluster; docs/distributed.md).")
+RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster to join: auto or HOST:PORT (default: $RAY_ADDRESS, else a new local Ray).")
+RAY_ACTORS = typer.Option(None, "--ray-actors", min=1, help="Ray actors answering model calls (default: one per Ray node).")
 JSON = typer.Option(False, "--json", help="Print one JSON object on stdout.")
 TASK_OPTION = typer.Option(None, "--option", "-o", help=f"Task option KEY=VALUE (repeatable), e.g. grader=numeric. {options_help()}.")
 FILLED_IN: Any = None  # the default of a command's `run: RunFlags` parameter, which `with_run_flags` fills in
@@ -66,6 +69,9 @@ class RunFlags:
     timeout: float | None
     retries: int | None
     concurrency: int | None
+    executor: str | None
+    ray_address: str | None
+    ray_actors: int | None
 
     def given(self, **more: Any) -> dict[str, Any]:
         """The given flags (and `more` run_flags keys) as nested RunConfig data."""
@@ -79,7 +85,8 @@ class RunFlags:
             "sampling.max_tokens": self.max_tokens, "sampling.temperature": self.temperature,
             "backend.cache": str(self.cache.expanduser().resolve()) if self.cache else None,
             "backend.no_cache": self.no_cache, "backend.timeout": self.timeout, "backend.retries": self.retries,
-            "backend.concurrency": self.concurrency, **more,
+            "backend.concurrency": self.concurrency, "executor": self.executor,
+            "ray_address": self.ray_address, "ray_actors": self.ray_actors, **more,
         })
 
 
@@ -90,13 +97,14 @@ _SHARED: list[tuple[str, Any, Any]] = [
     ("models", str | None, typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or a models.toml; default local.")),
     ("max_tokens", int | None, MAX_TOKENS), ("temperature", float | None, TEMPERATURE), ("cache", Path | None, CACHE),
     ("no_cache", bool, NO_CACHE), ("timeout", float | None, TIMEOUT), ("retries", int | None, RETRIES),
-    ("concurrency", int | None, CONCURRENCY),
+    ("concurrency", int | None, CONCURRENCY), ("executor", str | None, EXECUTOR),
+    ("ray_address", str | None, RAY_ADDRESS), ("ray_actors", int | None, RAY_ACTORS),
 ]
 
 
 def with_run_flags(fn: F) -> F:
     """Give a command the shared flags, declared once here: the command takes one `run: RunFlags`
-    parameter instead of eleven, and every command spells and documents them alike."""
+    parameter instead of fourteen, and every command spells and documents them alike."""
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
               for name, annotation, default in _SHARED]
 
