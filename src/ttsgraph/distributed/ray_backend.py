@@ -19,6 +19,8 @@ import asyncio
 import ipaddress
 import logging
 import os
+import socket
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,13 +58,19 @@ def connect(address: str | None, runtime_env: dict[str, Any] | None = None) -> b
     with `runtime_env`. Returns whether this call initialized Ray (and so must shut it down);
     a process that joined Ray already keeps its own job settings."""
     if is_loopback(address):
-        os.environ.setdefault(LOOPBACK_ENV, "0")  # read by Ray at import: set before importing it
+        if "ray" not in sys.modules:
+            os.environ.setdefault(LOOPBACK_ENV, "0")  # read by Ray at import: set before importing it
+        elif os.environ.get(LOOPBACK_ENV) != "0":
+            raise TtsGraphError(f"--ray-address {address or 'local'}: Ray was imported before ttsgraph could keep "
+                                f"it on loopback; set {LOOPBACK_ENV}=0 before importing ray")
     try:
         import ray
     except ImportError:
         raise TtsGraphError(DISTRIBUTED_EXTRA) from None
     if ray.is_initialized():
         return False
+    if address not in (None, "auto", "local"):
+        _reachable(address)
     options: dict[str, Any] = {"namespace": NAMESPACE, "logging_level": logging.WARNING,
                                "log_to_driver": False, "runtime_env": runtime_env or {}}
     if address is None and not os.environ.get("RAY_ADDRESS"):
@@ -74,6 +82,19 @@ def connect(address: str | None, runtime_env: dict[str, Any] | None = None) -> b
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TtsGraphError(f"--ray-address {where}: cannot join the Ray cluster ({first})") from None
     return True
+
+
+def _reachable(address: str) -> None:
+    """Fail in seconds, with one line, on a cluster address nothing listens on (Ray itself keeps
+    retrying for minutes)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except ValueError:
+        raise TtsGraphError(f"--ray-address {address!r}: expected auto or HOST:PORT") from None
+    except OSError as exc:
+        raise TtsGraphError(f"--ray-address {address}: no Ray head answers there ({exc.strerror or exc})") from None
 
 
 @dataclass
