@@ -121,20 +121,34 @@ async def build_runtime(config: RunConfig, *, models: Sequence[str] | None = Non
 
 async def _ray_backend(config: RunConfig, pool: ModelPool) -> tuple[Backend, int]:
     """Model calls on Ray actors, behind the driver's own response cache (so hits never leave the
-    driver and only the driver writes the cache); returns the backend and the actor count."""
+    driver and only the driver writes the cache); returns the backend and the actor count.
+
+    The cache is the one `build_backend` makes for a local run — same keys, binding identities
+    included — with its inner backend swapped for the actors: a local run and a Ray run of one
+    config read and write the same entries. (The local backends it built load nothing until called.)"""
     from ttsgraph.distributed.ray_backend import RayBackend
     from ttsgraph.llm.cache import CachedBackend
 
     settings = config.backend
-    ray = RayBackend(pool, address=config.ray_address, actors=config.ray_actors,
-                     concurrency=settings.concurrency, timeout=settings.timeout, retries=settings.retries)
+    local = build_backend(pool, settings.cache_path(), timeout=settings.timeout, retries=settings.retries)
+    try:
+        ray = RayBackend(pool, address=config.ray_address, actors=config.ray_actors,
+                         concurrency=settings.concurrency, timeout=settings.timeout, retries=settings.retries)
+    except BaseException:
+        await local.aclose()
+        raise
     try:
         await ray.start()
     except BaseException:
         await ray.aclose()
+        await local.aclose()
         raise
-    cache = settings.cache_path()
-    return (CachedBackend(ray, cache) if cache is not None else ray), ray.actors
+    if not isinstance(local, CachedBackend):
+        await local.aclose()
+        return ray, ray.actors
+    await local.inner.aclose()
+    local.inner = ray
+    return local, ray.actors
 
 
 __all__ = ["Runtime", "build_runtime", "pinned_task"]
