@@ -64,8 +64,11 @@ def unit_flops(pool: ModelPool, lengths: TaskLengths) -> float:
 
 
 def planned_graph_flops(graph: Graph, pool: ModelPool, lengths: TaskLengths) -> dict[str, float]:
-    """Planned FLOPs per node. Every node listed counts, so prune dead nodes first."""
-    return {n.id: planned_node_flops(pool.spec(n.model), lengths, graph.in_degree(n.id)) for n in graph.nodes}
+    """Planned FLOPs per node. Every node listed counts, so prune dead nodes first. A node that
+    calls no model (a vote) costs 0 however many predecessors it reads; a node it feeds reads one
+    answer from it, like from any predecessor."""
+    return {n.id: 0.0 if n.model is None else planned_node_flops(pool.spec(n.model), lengths, graph.in_degree(n.id))
+            for n in graph.nodes}
 
 
 def planned_units(graph: Graph, pool: ModelPool, lengths: TaskLengths) -> float:

@@ -32,6 +32,7 @@ from ttsgraph.errors import TtsGraphError
 from ttsgraph.graph import Graph
 from ttsgraph.llm.base import Backend, Completion, Message, SamplingParams, request_key
 from ttsgraph.models import ModelPool
+from ttsgraph.roles import Extract, role_spec
 from ttsgraph.stats import percentile, wilson_interval
 
 
@@ -59,10 +60,11 @@ class TaskLike(Protocol):
 @dataclass
 class NodeTrace:
     """One node's call. `start`/`end` are seconds since the item started (None if it never ran);
-    `seconds` is the backend's time (on a cache hit: the original call's time)."""
+    `seconds` is the backend's time (on a cache hit: the original call's time). A node that calls
+    no model (a vote) has `model` None, no start/end, 0 seconds and 0 FLOPs."""
 
     id: str
-    model: str
+    model: str | None
     role: str
     text: str | None = None
     prompt_tokens: int = 0
@@ -216,15 +218,20 @@ class Executor:
         return graph.pruned()[0]
 
     async def run(self, g: Graph, prompts: PromptFn, *, params: SamplingParams | None = None,
-                  rollout: int = 0, on_output: Callable[[str], None] | None = None) -> GraphRun:
+                  rollout: int = 0, on_output: Callable[[str], None] | None = None,
+                  extract: Extract | None = None) -> GraphRun:
         """Run the prepared graph `g` once. `params` override the executor's for this run (a server
         request's temperature, max_tokens, stop). `rollout` r folds into the sample index
         (r · |nodes| + n for the n-th identical request), so rollouts of one request draw independent
         samples while rollout 0 is what every study and cache entry so far used. `on_output` (a
         server's stream) gets the output node's text piece by piece as its backend generates it;
-        the other nodes and the returned run are the same as without it."""
+        the other nodes and the returned run are the same as without it. `extract` finds the
+        answer in a text for nodes that aggregate without a call (vote); default: the executor's
+        task's `extract`. A vote node with no extractor fails its run."""
         params = params or self.params
+        extract = extract or getattr(self.task, "extract", None)
         order = g.topological_order()
+        rank = {nid: k for k, nid in enumerate(order)}
         traces = {nid: NodeTrace(nid, g.node(nid).model, g.node(nid).role) for nid in order}
         done: dict[str, asyncio.Event] = {nid: asyncio.Event() for nid in order}
         samples: Counter[str] = Counter()
@@ -242,6 +249,16 @@ class Executor:
                     trace.error = f"skipped: predecessor {failed[0]} failed"
                     return
                 node = g.node(nid)
+                aggregate = role_spec(node.role).aggregate
+                if aggregate is not None:
+                    if extract is None:
+                        trace.error = f"a {node.role} node needs an answer extractor (run it with a task)"
+                        return
+                    trace.text = aggregate([traces[p].text or "" for p in sorted(preds, key=rank.__getitem__)], extract)
+                    if on_output is not None and nid == g.output:
+                        on_output(trace.text)
+                    return
+                assert node.model is not None  # validated: a role that calls a model has one
                 try:
                     messages = prompts(node.role, [traces[p].text or "" for p in preds], nid == g.output)
                     key = request_key(node.model, messages, params)
@@ -278,7 +295,7 @@ class Executor:
         first_error = next((t for t in nodes if t.error is not None and not t.error.startswith("skipped")), None)
         return GraphRun(
             output_text=traces[g.output].text,
-            error=f"node {first_error.id} ({first_error.model}): {first_error.error}" if first_error else None,
+            error=f"node {first_error.id} ({first_error.model or first_error.role}): {first_error.error}" if first_error else None,
             wall=wall,
             critical_path=critical_path(g, seconds),
             sequential=sum(seconds.values()),

@@ -13,34 +13,24 @@ import re
 from collections import Counter, deque
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from ttsgraph.errors import GraphError
+from ttsgraph.roles import ROLES, Role, normalize_role, role_spec
 
-
-Role = Literal["assistant", "fuser"]
-ROLES: tuple[str, ...] = ("assistant", "fuser")
-_ROLE_ALIASES = {"assistant": "assistant", "io": "assistant", "fuser": "fuser", "rev": "fuser"}
 # The documented id characters (docs/graph-format.md): ids reach prompts, file names, terminals and
 # the text form, so nothing that could be read as markup, an option (`--help`) or a control
 # character gets in. Not starting with '-' or '.'; at most 64 characters.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
-def normalize_role(text: str) -> Role:
-    """Accept the project's role names and the paper code's aliases (IO, REV), any case."""
-    role = _ROLE_ALIASES.get(text.strip().lower())
-    if role is None:
-        raise GraphError(f"unknown role {text!r}: expected assistant or fuser (IO/REV)")
-    return role  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
 class Node:
-    """One LLM call: which model answers, and whether it answers (assistant) or fuses (fuser)."""
+    """One step: an LLM call (`model` answers as an assistant or fuses as a fuser) or a
+    programmatic role (`vote`, whose `model` is None: it calls no model)."""
 
     id: str
-    model: str
+    model: str | None
     role: Role = "assistant"
 
 
@@ -183,7 +173,12 @@ class Graph:
                                  "not starting with '-' or '.'", node=n.id)
             if n.role not in ROLES:
                 raise GraphError(f"node {n.id!r} has unknown role {n.role!r}", node=n.id)
-            if models is not None and n.model not in models:
+            if not role_spec(n.role).calls_model:
+                if n.model is not None:
+                    raise GraphError(f"{n.role} node {n.id!r} calls no model: drop model={n.model!r}", node=n.id)
+            elif not n.model:
+                raise GraphError(f"node {n.id!r} ({n.role}) has no model", node=n.id)
+            elif models is not None and n.model not in models:
                 raise GraphError(f"node {n.id!r} uses unknown model {n.model!r}", node=n.id)
         known = set(self.ids)
         seen_edges: set[tuple[str, str]] = set()
@@ -211,6 +206,9 @@ class Graph:
                              "the output must be the sink", node=self.output)
         roles = {n.id: n.role for n in self.nodes}
         for n in self.nodes:
+            need = role_spec(n.role).min_preds
+            if len(self.preds(n.id)) < need:
+                raise GraphError(f"{n.role} node {n.id!r} has no predecessor: it needs at least {need}", node=n.id)
             if n.role != "fuser":
                 continue
             preds = self.preds(n.id)
@@ -264,12 +262,14 @@ class Graph:
         return hashlib.sha256(self.canonical_form().encode()).hexdigest()[:16]
 
     def models_used(self) -> Counter[str]:
-        return Counter(n.model for n in self.nodes)
+        """Calls per model (nodes without a model, like votes, are not counted)."""
+        return Counter(n.model for n in self.nodes if n.model is not None)
 
     # ----- (de)serialization ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
-            "nodes": [{"id": n.id, "model": n.model, "role": n.role} for n in self.nodes],
+            "nodes": [{k: v for k, v in (("id", n.id), ("model", n.model), ("role", n.role)) if v is not None}
+                      for n in self.nodes],
             "edges": [[u, v] for u, v in self.edges],
             "output": self.output,
         }
@@ -285,12 +285,16 @@ class Graph:
             raise GraphError("'nodes' must be a list of {id, model, role} objects")
         nodes = []
         for k, raw in enumerate(raw_nodes):
-            if not isinstance(raw, dict) or "id" not in raw or "model" not in raw:
+            if not isinstance(raw, dict) or "id" not in raw:
                 raise GraphError(f"nodes[{k}] must be an object with 'id' and 'model'")
             for key in ("id", "model", "role"):
-                if key in raw and not isinstance(raw[key], str):
+                if raw.get(key) is not None and not isinstance(raw[key], str):
                     raise GraphError(f"nodes[{k}].{key} must be a string, got {_kind(raw[key])}")
-            nodes.append(Node(raw["id"], raw["model"], normalize_role(raw.get("role", "assistant"))))
+            role = normalize_role(raw.get("role", "assistant"))
+            model = raw.get("model")
+            if model is None and role_spec(role).calls_model:
+                raise GraphError(f"nodes[{k}] ({raw['id']!r}, {role}) has no 'model'", node=raw["id"])
+            nodes.append(Node(raw["id"], model, role))
         raw_edges = data.get("edges", [])
         if raw_edges is None:
             raw_edges = []
@@ -338,7 +342,8 @@ def parallel(n: int, model: str | Iterable[str], output_model: str | None = None
     if len(models) != n or n < 1:
         raise GraphError(f"parallel needs n >= 1 and n models, got n={n} and {len(models)} models")
     nodes = [Node(f"a{i + 1}", m) for i, m in enumerate(models)]
-    out = Node("out", output_model or models[0], output_role)
+    out_model = None if not role_spec(output_role).calls_model else output_model or models[0]
+    out = Node("out", out_model, output_role)
     return Graph(nodes + [out], [(x.id, "out") for x in nodes], "out")
 
 
@@ -392,6 +397,14 @@ def star(leaves: int, model: str, output_model: str | None = None) -> Graph:
     nodes = [Node("root", model)] + [Node(f"l{i + 1}", model) for i in range(leaves)]
     edges = [("root", f"l{i + 1}") for i in range(leaves)] + [(f"l{i + 1}", "out") for i in range(leaves)]
     return Graph(nodes + [Node("out", output_model or model)], edges, "out")
+
+
+def self_consistency(k: int, model: str, output: str = "out") -> Graph:
+    """k samples of one model (`n1..nk`) and a majority vote over their answers: self-consistency."""
+    if k < 1:
+        raise GraphError(f"self_consistency needs k >= 1, got {k}")
+    nodes = [Node(f"n{i + 1}", model) for i in range(k)]
+    return Graph(nodes + [Node(output, None, "vote")], [(n.id, output) for n in nodes], output)
 
 
 def fully_connected(models: list[str], output_model: str) -> Graph:

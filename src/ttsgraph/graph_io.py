@@ -16,6 +16,10 @@ from typing import Any
 from ttsgraph.errors import FileFormatError, GraphError
 from ttsgraph.graph import Graph, Node, normalize_role
 from ttsgraph.inputs import PARSER_FAULTS, parse_error, read_text_file
+from ttsgraph.roles import role_spec
+
+NO_MODEL = ("", "none", "null", "-")
+"""What a `model=` field may say for a node that calls no model (a vote); omitting it is the norm."""
 
 
 def graph_to_json(graph: Graph, extra: dict[str, Any] | None = None) -> str:
@@ -73,9 +77,11 @@ def _json_line(text: str, exc: GraphError) -> int | None:
 
 
 def to_text(graph: Graph) -> str:
-    """One line per node in SPEC §4.2's form, then the output line; roles written as assistant/fuser."""
+    """One line per node in SPEC §4.2's form, then the output line; roles written by their names
+    (assistant/fuser/vote); a node without a model (a vote) has no `model=` field."""
     lines = [
-        f"Node {n.id} | model={n.model} | role={n.role} | preds=[{', '.join(graph.preds(n.id))}] | "
+        f"Node {n.id} | {'' if n.model is None else f'model={n.model} | '}role={n.role} | "
+        f"preds=[{', '.join(graph.preds(n.id))}] | "
         f"succs=[{', '.join(graph.succs(n.id))}]"
         for n in graph.nodes
     ]
@@ -127,13 +133,14 @@ def from_text(text: str, known_ids: set[str] | None = None, output: str | None =
             if not fm:
                 raise FileFormatError(f"cannot read field {part.strip()!r} in {line.strip()!r}", line=line_no)
             fields[fm.group("key").lower()] = fm.group("value")
-        if "model" not in fields or not fields["model"]:
-            raise FileFormatError(f"node {node_id!r} has no model= in {line.strip()!r}", line=line_no)
         try:
             role = normalize_role(fields.get("role", "assistant"))
         except GraphError as exc:
             raise FileFormatError(f"{exc} in {line.strip()!r}", line=line_no) from None
-        nodes.append(Node(node_id, fields["model"].strip(), role))
+        model = fields.get("model", "").strip()
+        if role_spec(role).calls_model and not model:
+            raise FileFormatError(f"node {node_id!r} has no model= in {line.strip()!r}", line=line_no)
+        nodes.append(Node(node_id, None if model.lower() in NO_MODEL else model, role))
         where[node_id] = (line_no, line)
         refs.append((node_id, line_no, line))
         for p in _id_list(fields.get("preds", "[]"), line_no, line):

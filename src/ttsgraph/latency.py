@@ -199,10 +199,12 @@ class LatencyModel:
             ) from None
 
     def node_seconds(self, graph: Graph, lengths: TaskLengths, max_tokens: int | None = None) -> dict[str, float]:
-        """Planned seconds of every node: it reads A + d·B tokens and writes B (capped by `max_tokens`)."""
+        """Planned seconds of every node: it reads A + d·B tokens and writes B (capped by `max_tokens`);
+        a node that calls no model (a vote) takes 0."""
         answer = lengths.answer if max_tokens is None else min(lengths.answer, max_tokens)
         return {
-            n.id: self.speed(n.model).seconds(lengths.prompt + graph.in_degree(n.id) * answer, answer)
+            n.id: 0.0 if n.model is None else
+            self.speed(n.model).seconds(lengths.prompt + graph.in_degree(n.id) * answer, answer)
             for n in graph.nodes
         }
 
@@ -229,7 +231,7 @@ def _schedule(graph: Graph, seconds: Mapping[str, float], slots: int | Mapping[s
     for nid in graph.topological_order():
         ready = max((finish[p] for p in graph.preds(nid)), default=0.0)
         model = graph.node(nid).model
-        if slots is None:
+        if slots is None or model is None:
             start = ready
         else:
             k = slots.get(model, 1) if isinstance(slots, Mapping) else slots

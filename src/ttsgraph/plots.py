@@ -23,7 +23,9 @@ from ttsgraph.selection import CurvePoint
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
-ROLE_MARKERS = {"assistant": "o", "fuser": "h"}
+ROLE_MARKERS = {"assistant": "o", "fuser": "h", "vote": "D"}
+NO_MODEL_COLOUR = "#999999"
+"""Colour of nodes that call no model (votes)."""
 
 
 def colours(names: Sequence[str]) -> dict[str, str]:
@@ -85,8 +87,9 @@ def draw_graph(graph: Graph, title: str = "", model_colours: Mapping[str, str] |
     height = max(2.6, 0.95 * (max(ys) - min(ys) + 1) + 1.2 + 0.35 * max(spans, default=0))
     fig = Figure(figsize=(min(width, 14), min(height, 10)))
     ax = fig.add_subplot()
-    cmap = dict(model_colours or colours([n.model for n in graph.nodes]))
-    for m in {n.model for n in graph.nodes} - set(cmap):
+    used = {n.model for n in graph.nodes if n.model is not None}
+    cmap = dict(model_colours or colours(sorted(used)))
+    for m in used - set(cmap):
         cmap[m] = PALETTE[len(cmap) % len(PALETTE)]
     # edges that skip layers arc around the nodes between them, alternately above and below
     long_edges = 0
@@ -108,7 +111,7 @@ def draw_graph(graph: Graph, title: str = "", model_colours: Mapping[str, str] |
         x, y = pos[n.id]
         is_out = n.id == graph.output
         ax.scatter([x], [y], s=1100 if is_out else 850, marker=ROLE_MARKERS.get(n.role, "o"),
-                   c=cmap[n.model], edgecolors="black" if is_out else "white",
+                   c=NO_MODEL_COLOUR if n.model is None else cmap[n.model], edgecolors="black" if is_out else "white",
                    linewidths=3 if is_out else 1.5, zorder=2)
         ax.text(x, y, n.id, ha="center", va="center", fontsize=8, color="white", fontweight="bold", zorder=3)
         ax.text(x, y - 0.36, f"d={graph.in_degree(n.id)}", ha="center", va="top", fontsize=7, color="#333",
@@ -117,9 +120,9 @@ def draw_graph(graph: Graph, title: str = "", model_colours: Mapping[str, str] |
     ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
     ax.set_ylim(min(ys) - 0.75 - arc, max(ys) + 0.55 + arc)
     ax.set_axis_off()
-    handles = [Patch(color=c, label=m) for m, c in sorted(cmap.items()) if m in {n.model for n in graph.nodes}]
+    handles = [Patch(color=c, label=m) for m, c in sorted(cmap.items()) if m in used]
     handles += [Line2D([], [], marker=ROLE_MARKERS[r], ls="", color="#999", markersize=10, label=r)
-                for r in ("assistant", "fuser")]
+                for r in ROLE_MARKERS if r != "vote" or any(n.role == r for n in graph.nodes)]
     handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black",
                           markeredgewidth=2.5, markersize=10, label="output"))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)

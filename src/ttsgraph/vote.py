@@ -1,7 +1,7 @@
 """Majority vote over sampled answers: the free aggregation of self-consistency.
 
-Used by bench's budget-matched self-consistency baseline and by `tasks/calibrate.py`; one rule so
-both count the same answers the same way: answers are the task's extractions (stripped), texts
+Used by bench's budget-matched self-consistency baseline, by `tasks/calibrate.py` and by the graph
+role `vote` (`roles/vote.py`, through `vote_text`); one rule so they all count the same answers the same way: answers are the task's extractions (stripped), texts
 with no extractable answer do not vote, and a tie goes to the answer seen first (sample order),
 which keeps the vote deterministic for a given set of samples.
 """
@@ -9,7 +9,7 @@ which keeps the vote deterministic for a given set of samples.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -42,4 +42,16 @@ def majority_vote(texts: Sequence[str | None], task: Any, item: Any) -> tuple[bo
     return bool(task.grade(item, text or "").correct), winner, votes
 
 
-__all__ = ["majority", "majority_vote"]
+def vote_text(texts: Sequence[str], extract: Callable[[str], str | None]) -> str:
+    """The text of the first reply giving the majority answer (the texts in voting order); the
+    first text when none has an answer. Needs at least one text."""
+    if not texts:
+        raise ValueError("a vote needs at least one text")
+    answers = [extract(t) for t in texts]
+    winner, _ = majority(answers)
+    if winner is None:
+        return texts[0]
+    return next(t for t, a in zip(texts, answers) if a is not None and a.strip() == winner)
+
+
+__all__ = ["majority", "majority_vote", "vote_text"]

@@ -41,7 +41,7 @@ class Split(str, Enum):
 def check_graph_models(graph: Graph, pool: ModelPool) -> None:
     """Every node's model must belong to the pool being evaluated (not just to the catalogue)."""
     for node in graph.nodes:
-        if node.model not in pool.models:
+        if node.model is not None and node.model not in pool.models:
             raise GraphError(
                 f"node {node.id!r} uses model {node.model!r}, which is not in pool {pool.name!r} "
                 f"({', '.join(pool.models)}); pass --models",
@@ -53,7 +53,7 @@ def run_eval(cfg: RunConfig, graph: Graph, split: str, limit: int | None,
              progress: Progress | None = None) -> tuple[Any, list[Any], list[ItemResult], float]:
     """Run the graph on the split (through the runtime the config describes); returns the pool, the
     items, per-item results and the total wall seconds."""
-    models = sorted({n.model for n in graph.pruned()[0].nodes})
+    models = sorted(graph.pruned()[0].models_used())
 
     async def main() -> tuple[Any, list[Any], list[ItemResult], float]:
         async with build_runtime(cfg, models=models) as rt:

@@ -106,7 +106,7 @@ def show(
         table.add_column(col, justify="right" if col in ("in-degree", "FLOPs", "units") else "left")
     for n in info["nodes"][:TABLE_ROWS]:
         preds = ", ".join(n["preds"][:TABLE_PREDS]) + (f", … ({len(n['preds'])})" if len(n["preds"]) > TABLE_PREDS else "")
-        table.add_row(n["id"] + (" (output)" if n["output"] else ""), n["model"], n["role"], str(n["in_degree"]),
+        table.add_row(n["id"] + (" (output)" if n["output"] else ""), n["model"] or "—", n["role"], str(n["in_degree"]),
                       preds, f"{n['planned_flops']:.3e}", f"{n['planned_units']:.2f}")
     out.print(table)
     if len(info["nodes"]) > TABLE_ROWS:

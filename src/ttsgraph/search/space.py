@@ -146,7 +146,8 @@ class SearchSpace:
     def check(self, graph: Graph) -> None:
         """Raise GraphError/BudgetError unless the graph is a member of this space."""
         graph.validate(models=set(self.pool.models))
-        if self.output_model is not None and graph.node(graph.output).model != self.output_model:
+        out_model = graph.node(graph.output).model
+        if self.output_model is not None and out_model is not None and out_model != self.output_model:
             raise GraphError(f"output node {graph.output!r} must use {self.output_model}, not "
                              f"{graph.node(graph.output).model}", node=graph.output)
         if not self.fits(graph):
@@ -156,22 +157,25 @@ class SearchSpace:
         """Delete the smallest-model worker node (ties: the last listed) until the graph fits.
 
         Dead nodes (no path to the output) are dropped too and reported as removed; fusers left
-        without an assistant predecessor become assistants, so the result validates.
+        without an assistant predecessor become assistants, and votes left without predecessors
+        go, so the result validates. Votes cost nothing and are never the node deleted.
         """
         g, removed = graph.pruned()
         removed = list(removed)
         rank = {m: k for k, m in enumerate(self.models)}
         g = fix_roles(g)
         while not self.fits(g):
-            workers = [n for n in g.nodes if n.id != g.output]
-            if not workers:
-                raise BudgetError(f"the output node alone ({g.node(g.output).model}) costs "
-                                  f"{self.units(g):.2f} units, over the budget of {self.budget.units:.2f}")
+            workers = [n for n in g.nodes if n.id != g.output and n.model is not None]
+            out = g.node(g.output)
+            if not workers or out.model is None and len(workers) == 1:
+                # a vote output needs one worker left, so the smallest graph is that pair
+                what = f"the output node alone ({out.model})" if out.model is not None else "the smallest graph left"
+                raise BudgetError(f"{what} costs {self.units(g):.2f} units, over the budget of {self.budget.units:.2f}")
             victim = max(enumerate(workers), key=lambda kv: (-rank.get(kv[1].model, -1), kv[0]))[1]
             g = Graph([n for n in g.nodes if n.id != victim.id],
                       [(u, v) for u, v in g.edges if victim.id not in (u, v)], g.output)
             removed.append(victim.id)
-            g, dead = g.pruned()
+            g, dead = _without_empty_votes(g)
             removed.extend(dead)
             g = fix_roles(g)
         return g, removed
@@ -235,9 +239,23 @@ class SearchSpace:
                 "temperature": self.temperature, "edge_temperature": self.edge_temperature}
 
 
+def _without_empty_votes(graph: Graph) -> tuple[Graph, list[str]]:
+    """The graph pruned, minus worker votes left with no predecessor (repeatedly), and the ids gone."""
+    g, removed = graph.pruned()
+    removed = list(removed)
+    while True:
+        empty = [n.id for n in g.nodes if n.model is None and n.id != g.output and not g.preds(n.id)]
+        if not empty:
+            return g, removed
+        g = Graph([n for n in g.nodes if n.id not in empty], [(u, v) for u, v in g.edges if u not in empty], g.output)
+        removed.extend(empty)
+        g, dead = g.pruned()
+        removed.extend(dead)
+
+
 def counts_of(graph: Graph) -> dict[str, int]:
-    """Worker model counts of a graph (the output node excluded)."""
-    return dict(Counter(n.model for n in graph.nodes if n.id != graph.output))
+    """Worker model counts of a graph (the output node and nodes without a model excluded)."""
+    return dict(Counter(n.model for n in graph.nodes if n.id != graph.output and n.model is not None))
 
 
 __all__ = ["DEFAULT_EDGE_P", "OUTPUT_ID", "SearchSpace", "counts_of", "worker_id"]

@@ -53,7 +53,7 @@ class Prepared:
     @property
     def models(self) -> list[str]:
         """The pool models the served graphs call."""
-        return sorted({n.model for g in self.graphs.values() for n in g.graph.nodes})
+        return sorted({m for g in self.graphs.values() for m in g.graph.models_used()})
 
 
 def prepare(options: ServeOptions, *, check: bool = True) -> Prepared:

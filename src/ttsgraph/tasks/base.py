@@ -7,8 +7,9 @@ seed, on the *whole* dataset before any filter, so a filter (a subject, a level)
 item from one split to the other and ids stay stable across runs.
 
 Prompts follow SPEC §4.7 (reworded): a node that answers alone, a node that synthesizes its
-predecessors' answers Mixture-of-Agents style, and a fuser that reviews and condenses. Each task
-only supplies the task-specific pieces (persona, answer format, fuser instructions).
+predecessors' answers Mixture-of-Agents style, and a fuser that reviews and condenses. The roles
+(`ttsgraph.roles`) build them; each task only supplies the task-specific pieces (persona, answer
+format, fuser instructions).
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ttsgraph.cost import TaskLengths
-from ttsgraph.errors import TaskError
+from ttsgraph.errors import GraphError, TaskError
+from ttsgraph.roles import ROLES, role_spec
 
 Split = Literal["search", "test"]
 SPLITS: tuple[str, ...] = ("search", "test")
 Message = dict[str, str]
-
-ROLE_ALIASES = {"assistant": "assistant", "io": "assistant", "fuser": "fuser", "rev": "fuser"}
 
 
 @dataclass(frozen=True)
@@ -177,36 +177,17 @@ class Task(ABC):
         return "\n\n".join(parts)
 
     def messages(self, item: Item, role: str, predecessors: list[str], is_output: bool) -> list[Message]:
-        """Chat messages for one node.
-
-        - assistant (or output node) with no predecessors: answer the question;
-        - assistant with predecessors, and the output node with predecessors: synthesize them;
-        - fuser with predecessors: review and condense them (task-specific instructions);
-        - a fuser with nothing to fuse answers the question itself, so a sampled graph never
-          sends an empty review request.
-        """
-        canonical = ROLE_ALIASES.get(role.lower()) if isinstance(role, str) else None
-        if canonical is None:
-            raise TaskError(f"{self.name}: unknown node role {role!r}; use 'assistant' or 'fuser'")
-        question = self.format_question(item)
-        if not predecessors:
-            return [
-                {"role": "system", "content": self._answer_system()},
-                {"role": "user", "content": question},
-            ]
-        listing = self._numbered(predecessors)
-        if canonical == "fuser" and not is_output:
-            return [
-                {"role": "system", "content": self._fuser_system()},
-                {
-                    "role": "user",
-                    "content": f"{self.fuser_instructions}\n\nQuestion:\n{question}\n\nPrevious answers:\n\n{listing}",
-                },
-            ]
-        return [
-            {"role": "system", "content": self._synthesis_system()},
-            {"role": "user", "content": f"Question:\n{question}\n\nAnswers from other models:\n\n{listing}"},
-        ]
+        """Chat messages for one node, built by its role (`ttsgraph.roles`) from this task's wording:
+        an assistant answers alone or synthesizes its predecessors, a fuser reviews and condenses
+        them, the output node with predecessors synthesizes. A role that calls no model (vote) has
+        no prompt: asking for one is a TaskError."""
+        try:
+            spec = role_spec(role)
+        except GraphError:
+            raise TaskError(f"{self.name}: unknown node role {role!r}; use one of {', '.join(ROLES)}") from None
+        if spec.prompt is None:
+            raise TaskError(f"{self.name}: a {spec.name} node makes no LLM call, so it has no prompt")
+        return spec.prompt(self, self.format_question(item), predecessors, is_output)
 
     # ---- answers -----------------------------------------------------------------------
     @abstractmethod
