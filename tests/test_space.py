@@ -49,10 +49,10 @@ def test_budget_too_small_is_a_budget_error(paper):
         SearchSpace(paper, MATH, Budget(2.0))
 
 
-def test_combos_fill_the_node_budget_with_minimal_leftover(paper):
+def test_budget_filling_combos_fill_the_node_budget_with_minimal_leftover(paper):
     space = SearchSpace(paper, MATH, Budget.from_nodes(12, paper, MATH))
     costs = space.unit_costs()
-    combos = space.combos()
+    combos = space.combos(budget_filling=True)
     assert {"llama-3.2-1b": 12, "llama-3.2-3b": 0, "llama-3.1-8b": 0, "llama-3.1-70b": 0} in combos
     assert {"llama-3.2-1b": 0, "llama-3.2-3b": 4, "llama-3.1-8b": 0, "llama-3.1-70b": 0} in combos
     for c in combos:
@@ -62,7 +62,25 @@ def test_combos_fill_the_node_budget_with_minimal_leftover(paper):
     pool3 = load_pool("paper")
     pool3.models = ["llama-3.2-3b"]
     space3 = SearchSpace(pool3, MATH, Budget.from_nodes(4, pool3, MATH))
-    assert space3.combos() == [{"llama-3.2-3b": 1}]
+    assert space3.combos(budget_filling=True) == [{"llama-3.2-3b": 1}]
+
+
+def test_the_budget_is_a_ceiling_so_under_filled_combos_are_listed_too(paper):
+    space = SearchSpace(paper, MATH, Budget.from_nodes(4, paper, MATH))
+    costs = space.unit_costs()
+    combos = space.combos()
+    spent = [sum(costs[m] * n for m, n in c.items()) for c in combos]
+    filling = space.combos(budget_filling=True)
+    assert all(c in combos for c in filling) and len(combos) > len(filling)
+    one = {"llama-3.2-1b": 1, "llama-3.2-3b": 0, "llama-3.1-8b": 0, "llama-3.1-70b": 0}
+    assert one in combos and one not in filling  # a single 1B node: 1 of 4 units
+    assert spent == sorted(spent, reverse=True) and max(spent) == 4 and min(spent) == 1
+    assert combos[:len(filling)] == filling  # the filling mixes first, in the paper's order
+    assert len({tuple(sorted(c.items())) for c in combos}) == len(combos)
+    # every under-filled mix builds a graph that fits
+    rng = np.random.default_rng(0)
+    for c in combos:
+        assert space.fits(space.random_graph(c, rng))
 
 
 def test_combos_respect_max_nodes(paper):

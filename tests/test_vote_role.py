@@ -241,3 +241,25 @@ def test_repair_never_deletes_a_vote_and_drops_votes_left_empty(pool) -> None:  
     tiny = SearchSpace(paper, lengths, Budget(1.5, nodes=1), output_model=None)
     with pytest.raises(BudgetError, match="smallest graph left"):
         tiny.repair(self_consistency(2, "llama-3.1-8b"))
+
+
+def test_budget_filling_is_a_typed_option_of_every_mix_drawing_optimizer(pool) -> None:  # type: ignore[no-untyped-def]
+    from ttsgraph.search.base import MixOptions, get_optimizer
+    from ttsgraph.search.random_search import RandomSearch
+
+    for name in ("random", "tpe", "reinforce", "agent-reinforce", "textgrad", "hybrid"):
+        options = get_optimizer(name).Options
+        assert issubclass(options, MixOptions) and options().budget_filling is False
+        assert options.parse(name, {"budget_filling": True}).budget_filling is True
+    lengths = ArithmeticTask(seed=7, size=20).lengths
+    space = SearchSpace(pool, lengths, Budget.from_nodes(3, pool, lengths))
+    assert RandomSearch(space)._combos == space.combos()
+    assert RandomSearch(space, budget_filling=True)._combos == space.combos(budget_filling=True)
+    assert len(space.combos()) > len(space.combos(budget_filling=True))
+
+
+def test_the_paper_recipe_fills_the_budget() -> None:
+    from ttsgraph.config import load_recipe
+
+    recipe = Path(__file__).resolve().parent.parent / "examples/recipes/paper-math-b4.toml"
+    assert load_recipe(recipe)["optimizer"]["options"]["budget_filling"] is True

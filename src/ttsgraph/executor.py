@@ -295,7 +295,8 @@ class Executor:
         first_error = next((t for t in nodes if t.error is not None and not t.error.startswith("skipped")), None)
         return GraphRun(
             output_text=traces[g.output].text,
-            error=f"node {first_error.id} ({first_error.model or first_error.role}): {first_error.error}" if first_error else None,
+            error=(f"node {first_error.id} ({first_error.model or first_error.role}): {first_error.error}"
+                   if first_error else None),
             wall=wall,
             critical_path=critical_path(g, seconds),
             sequential=sum(seconds.values()),

@@ -212,7 +212,7 @@ def mix_graphs(pool: ModelPool, lengths: Any, *, mixes: int, mix_nodes: int | No
     costs = probe.unit_costs()
     b = mix_nodes or default_mix_nodes(pool, costs)
     space = SearchSpace(pool, lengths, Budget.from_nodes(b, pool, lengths))
-    chosen = spread(space.combos(), mixes) if mixes > 0 else []
+    chosen = spread(space.combos(budget_filling=True), mixes) if mixes > 0 else []
     rng = np.random.default_rng(seed)
     out = []
     for counts in chosen:

@@ -1,9 +1,10 @@
 """Majority vote over sampled answers: the free aggregation of self-consistency.
 
 Used by bench's budget-matched self-consistency baseline, by `tasks/calibrate.py` and by the graph
-role `vote` (`roles/vote.py`, through `vote_text`); one rule so they all count the same answers the same way: answers are the task's extractions (stripped), texts
-with no extractable answer do not vote, and a tie goes to the answer seen first (sample order),
-which keeps the vote deterministic for a given set of samples.
+role `vote` (`roles/vote.py`, through `vote_text`); one rule so they all count the same answers the
+same way: answers are the task's extractions (stripped), texts with no extractable answer do not
+vote, and a tie goes to the answer seen first (sample order), which keeps the vote deterministic
+for a given set of samples.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def _selected_summary(run: RunData) -> dict[str, Any] | None:
 def _draw(kind: str, runs: list[RunData], curves: dict[str, list[selection.CurvePoint]],
           usage: dict[str, plots.ModelUsage], say: Progress) -> tuple[Figures, list[str]]:
     figs = Figures()
-    model_names = sorted({n.model for r in runs for t in r.trials for n in t.graph.nodes if n.model is not None} | set(usage))
+    model_names = sorted({m for r in runs for t in r.trials for m in t.graph.models_used()} | set(usage))
     mcolours = plots.colours(model_names)
     say("drawing the graph(s)")
     graph_figs: list[str] = []

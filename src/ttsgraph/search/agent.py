@@ -23,7 +23,7 @@ from pydantic import Field
 
 from ttsgraph.errors import BackendError, TtsGraphError
 from ttsgraph.llm.base import Backend, Message, SamplingParams, request_key
-from ttsgraph.search.base import OptimizerOptions, SearchContext
+from ttsgraph.search.base import MixOptions, SearchContext
 
 if TYPE_CHECKING:
     from ttsgraph.models import ModelPool
@@ -37,7 +37,7 @@ SAMPLES_PER_ROUND = 1000
 sample i·1000 + n, so no two rounds ever share a cached reply."""
 
 
-class AgentOptions(OptimizerOptions):
+class AgentOptions(MixOptions):
     """The agent settings of every LLM-driven optimizer (`--opt agent=...` etc.)."""
 
     agent: str | None = Field(None, description="the agent model, a pool model (default: the pool's largest "

@@ -1,4 +1,4 @@
-"""Agent-REINFORCE's initialization (SPEC §4.1, §4.4): the agent's picks among the budget-filling
+"""Agent-REINFORCE's initialization (SPEC §4.1, §4.4): the agent's picks among the
 model mixes, the smaller variants of each pick, and the one-item pretest that chooses among them.
 
 Kept apart from the update round because it is a different question to the agent (which models,
@@ -20,9 +20,10 @@ from ttsgraph.search.space import SearchSpace
 PRETEST_EDGE_P = 0.5  # the pretest's random graphs: edges ~ Bern(sigmoid(0)) (SPEC §4.1)
 
 
-def combos_of(space: SearchSpace) -> list[Counts]:
-    """The budget-filling mixes with every pool model listed (0 where unused), smallest model first."""
-    return [{m: int(c.get(m, 0)) for m in space.models} for c in space.combos()]
+def combos_of(space: SearchSpace, budget_filling: bool = False) -> list[Counts]:
+    """The mixes that fit the budget (under-filled ones too unless `budget_filling`) with every
+    pool model listed (0 where unused), smallest model first."""
+    return [{m: int(c.get(m, 0)) for m in space.models} for c in space.combos(budget_filling)]
 
 
 def picks_parser(combos: Sequence[Mapping[str, int]], picks: int, models: Sequence[str]) -> Callable[[str], list[Counts]]:

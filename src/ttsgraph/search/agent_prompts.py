@@ -160,7 +160,7 @@ def edge_key(src: str, dst: str) -> str:
 
 def init_prompt(task: str, combos: Sequence[Mapping[str, int]], profile: Mapping[str, Any] | None, *,
                 picks: int = 2, latency: bool = False, json_reply: bool = True, stripped: bool = False) -> str:
-    """Ask the agent to choose `picks` starting model mixes from the budget-filling `combos`.
+    """Ask the agent to choose `picks` starting model mixes from the `combos` (the mixes that fit the budget).
 
     `stripped` is the TextGrad variant: one pick "from your knowledge of test-time scaling", no
     insights and no data. The reply names mixes by their index in the listed options."""

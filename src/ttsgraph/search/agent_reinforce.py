@@ -3,8 +3,8 @@ the "gradient" as text.
 
 One study of this optimizer goes through four phases (`Phase`), each an ask/tell round with the study:
 
-1. **init** — the agent picks two budget-filling model mixes from `space.combos()`, reading the
-   Insight-1 profile the caller resolved (`SearchContext.profile`) and the insights (SPEC §4.4);
+1. **init** — the agent picks two model mixes from `space.combos()` (under-filled too unless
+   `budget_filling`), reading the Insight-1 profile the caller resolved (`SearchContext.profile`) and the insights (SPEC §4.4);
 2. **pretest** — smaller variants of both picks (drop the smallest models first, up to
    `pretest_variants` per pick) are each scored on one search item as screening probes
    (`Proposal.candidate=False`), so the study counts and stores them; the best variant's mix is kept;
@@ -148,7 +148,7 @@ class AgentReinforce(Optimizer):
     async def _ask_init(self) -> list[Proposal]:
         opts = self.opts
         assert isinstance(opts, AgentReinforceOptions)
-        combos = combos_of(self.space)
+        combos = combos_of(self.space, self.opts.budget_filling)
         if not combos:
             raise TtsGraphError(f"{self.name}: the budget admits no model mix")
         retries, why = 0, ""  # why: the reason the picks are random (the agent gave no usable reply)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.graph import Graph
@@ -41,6 +41,13 @@ class OptimizerOptions(BaseModel):
             err = exc.errors()[0]
             field_name = ".".join(str(x) for x in err.get("loc", ())) or "?"
             raise TtsGraphError(f"optimizer {optimizer!r}: option {field_name!r}: {err.get('msg', exc)}") from None
+
+
+class MixOptions(OptimizerOptions):
+    """Settings of the optimizers that draw worker model mixes from `SearchSpace.combos`."""
+
+    budget_filling: bool = Field(False, description="draw only the mixes that fill the budget (the paper's "
+                                                    "behaviour); default: under-filled mixes too")
 
 
 @dataclass

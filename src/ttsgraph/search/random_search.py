@@ -1,7 +1,7 @@
 """Random search: the traditional baseline every smarter optimizer must beat (SPEC §7).
 
-Each ask draws a budget-filling model mix uniformly from the search space's combos, places it on
-a random sparse graph (edge probability ≈ 0.119, the GPTSwarm sampler's initial density), repairs
+Each ask draws a model mix that fits the budget (under-filled too unless `budget_filling`)
+uniformly from the search space's combos, places it on a random sparse graph (edge probability ≈ 0.119, the GPTSwarm sampler's initial density), repairs
 it to fit the FLOPs budget and asks for it to be scored on one batch of items. It learns nothing;
 the study keeps the best graph seen. Its value is as a yardstick: an optimizer that cannot beat
 random proposals at the same evaluation budget has learnt nothing either.
@@ -13,15 +13,15 @@ from typing import Any
 
 from pydantic import Field
 
-from ttsgraph.search.base import Optimizer, OptimizerOptions, Proposal, register
+from ttsgraph.search.base import Optimizer, MixOptions, Proposal, register
 from ttsgraph.search.space import DEFAULT_EDGE_P, SearchSpace
 
 
 @register
 class RandomSearch(Optimizer):
-    """`random`: a random budget-filling mix on a random sparse graph, every ask."""
+    """`random`: a random mix that fits the budget on a random sparse graph, every ask."""
 
-    class Options(OptimizerOptions):
+    class Options(MixOptions):
         edge_p: float = Field(DEFAULT_EDGE_P, ge=0.0, le=1.0, description="probability of each potential edge")
 
     name = "random"
@@ -29,7 +29,7 @@ class RandomSearch(Optimizer):
 
     def __init__(self, space: SearchSpace, **kwargs: Any) -> None:  # seed, iterations, batch, context, options
         super().__init__(space, **kwargs)
-        self._combos = space.combos()
+        self._combos = space.combos(self.opts.budget_filling)
 
     async def ask(self) -> list[Proposal]:
         counts = self._combos[int(self.rng.integers(len(self._combos)))]

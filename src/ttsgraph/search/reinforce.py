@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.graph import Graph, Node
-from ttsgraph.search.base import Evaluation, Optimizer, OptimizerOptions, Proposal, register
+from ttsgraph.search.base import Evaluation, Optimizer, MixOptions, Proposal, register
 from ttsgraph.search.numeric import logit, sigmoid
 from ttsgraph.search.prob_graph import PARAM_NAMES, ProbGraph
 from ttsgraph.search.role_rules import assign_roles
@@ -75,10 +75,10 @@ class Adam:
         self.m, self.v, self.t = np.asarray(state["m"], float), np.asarray(state["v"], float), int(state["t"])
 
 
-def worker_slots(space: SearchSpace) -> int:
+def worker_slots(space: SearchSpace, budget_filling: bool = False) -> int:
     """GPTSwarm's N: as many worker slots as the largest mix has workers (b when the reference
-    model is the cheapest)."""
-    combos = space.combos()
+    model is the cheapest); the sampler's dropped slots give the smaller graphs."""
+    combos = space.combos(budget_filling)
     if not combos:
         raise TtsGraphError("the budget admits no model mix: raise the budget")
     return max(sum(c.values()) for c in combos)
@@ -153,7 +153,7 @@ def realize(dist: ProbGraph, space: SearchSpace, rng: np.random.Generator, keep:
 class Reinforce(Optimizer):
     """`reinforce`: policy-gradient steps on a `ProbGraph` over the largest mix's worker slots."""
 
-    class Options(OptimizerOptions):
+    class Options(MixOptions):
         lr: float = Field(0.1, gt=0.0, description="Adam's learning rate")
         samples: int | None = Field(None, ge=1, description="graphs per ask (default: batch), each on "
                                                             "batch // samples items")
@@ -173,7 +173,7 @@ class Reinforce(Optimizer):
         super().__init__(space, **kwargs)
         self.samples = max(1, min(self.opts.samples or self.batch, self.batch))
         self.items_per_sample = max(1, self.batch // self.samples)
-        self.dist = ProbGraph(space, slots=worker_slots(space))
+        self.dist = ProbGraph(space, slots=worker_slots(space, self.opts.budget_filling))
         self.adam = Adam(flat_params(self.dist).size, lr=self.opts.lr)
         self.baseline: float | None = None
         self.asks = 0

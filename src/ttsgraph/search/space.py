@@ -6,7 +6,9 @@ compete for the same budget with the same rules:
 - the budget is in normalized units (SPEC §2.3); a budget given in units maps to the node budget b
   of the largest reference graph that fits, which is what the model-count mixes are built from;
 - each model has an integer unit cost (its d=0 cost in units, rounded, at least 1), and the mixes
-  (`combos`) are the worker counts that fill b with the smallest leftover, as the paper's code does;
+  (`combos`) are the worker counts that fit b: the budget is a ceiling, not a target, so under-filled
+  mixes are candidates too (`budget_filling=True`: only those with the smallest leftover, as the
+  paper's code does);
 - the output node is the pool's `output` model (the paper fixes it) unless `output_model=None`,
   in which case its model is searched like the others;
 - a graph over budget is repaired by deleting its smallest-model node until it fits, never
@@ -111,11 +113,15 @@ class SearchSpace:
         """Integer node costs for model mixes: each model's d=0 cost in units, rounded, at least 1."""
         return {m: max(1, int(round(self.node_units(m, 0)))) for m in self.models}
 
-    def combos(self) -> list[dict[str, int]]:
-        """Worker model counts that fill the node budget with the smallest leftover (SPEC §2.3).
+    def combos(self, budget_filling: bool = False) -> list[dict[str, int]]:
+        """Worker model counts whose unit costs fit the node budget (SPEC §2.3's mixes).
 
-        Counts include every pool model (zeros too), keys in pool size order; the list is ordered
-        from the mixes with the largest models to those with the most small ones.
+        The budget is a ceiling: every mix that fits is listed, under-filled ones too, so a search
+        can find that fewer or smaller nodes do as well (they often do with small models).
+        `budget_filling=True` keeps only the mixes with the smallest leftover, as the paper's code
+        does. Counts include every pool model (zeros too), keys in pool size order; the list goes
+        from the mixes that spend the most to those that spend the least, and within one spend
+        from those with the largest models to those with the most small ones.
         """
         costs = self.unit_costs()
         b = self.node_budget
@@ -139,8 +145,9 @@ class SearchSpace:
             return []
         spent = [sum(n * costs[m] for n, m in zip(t, order)) for t in found]
         best = max(spent)
-        return [{m: n for m, n in sorted(zip(order, t), key=lambda x: self.models.index(x[0]))}
-                for t, s in zip(found, spent) if s == best]
+        ranked = sorted(range(len(found)), key=lambda k: -spent[k])  # stable: walk order within a spend
+        return [{m: n for m, n in sorted(zip(order, found[k]), key=lambda x: self.models.index(x[0]))}
+                for k in ranked if spent[k] == best or not budget_filling]
 
     # ----- graphs --------------------------------------------------------------------------
     def check(self, graph: Graph) -> None:

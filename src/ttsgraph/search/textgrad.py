@@ -5,7 +5,7 @@ Insight-1 initialization (profile data, two picks, a pretest), the insight rules
 to grow from the output node. This baseline removes all of that and keeps the rest identical, so
 the difference measures the value of the insights:
 
-- the model mix is drawn at random from the budget-filling combos (no agent initialization, no
+- the model mix is drawn at random from the combos (no agent initialization, no
   pretest, no data);
 - every update uses the *stripped* prompt (`agent_prompts.update_prompt(stripped=True)`: only the
   reply schema, acyclicity and "leave the output node alone"), with history;
@@ -44,8 +44,8 @@ class TextGrad(AgentReinforce):
         self.latency = False
 
     async def _ask_init(self) -> list[Proposal]:
-        """A random budget-filling mix (no agent, no pretest), then the initial random graph."""
-        combos = combos_of(self.space)
+        """A random mix from the combos (no agent, no pretest), then the initial random graph."""
+        combos = combos_of(self.space, self.opts.budget_filling)
         if not combos:
             raise TtsGraphError("textgrad: the budget admits no model mix")
         counts = combos[int(self.rng.integers(len(combos)))]

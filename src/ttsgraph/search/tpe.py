@@ -1,7 +1,7 @@
 """Bayesian optimization with Optuna's TPE sampler (SPEC §7 `BOSwarm`).
 
-The model mix is drawn once at random from the budget-filling combos and placed on worker slots
-at random (as the released code does); TPE then searches one binary variable per potential edge
+The model mix is drawn once at random from the combos (under-filled too unless `budget_filling`)
+and placed on worker slots at random (as the released code does); TPE then searches one binary variable per potential edge
 (slot i → slot j for i < j, so every assignment is acyclic, and slot → output) and one binary role
 per worker. Each ask is one trial scored on one batch of items.
 
@@ -27,7 +27,7 @@ from pydantic import Field
 
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.graph import Graph, Node
-from ttsgraph.search.base import Evaluation, Optimizer, OptimizerOptions, Proposal, register
+from ttsgraph.search.base import Evaluation, Optimizer, MixOptions, Proposal, register
 from ttsgraph.search.role_rules import fix_roles
 from ttsgraph.search.space import OUTPUT_ID as OUT
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 class TPE(Optimizer):
     """`tpe`: one fixed mix and placement; TPE searches the edges and roles."""
 
-    class Options(OptimizerOptions):
+    class Options(MixOptions):
         n_startup: int = Field(3, ge=0, description="random trials before TPE models the history")
         multivariate: bool = Field(False, description="Optuna's multivariate TPE")
 
@@ -52,7 +52,7 @@ class TPE(Optimizer):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         logging.getLogger("optuna").setLevel(logging.WARNING)
-        combos = space.combos()
+        combos = space.combos(self.opts.budget_filling)
         if not combos:
             raise TtsGraphError("tpe: the budget admits no model mix")
         counts = combos[int(self.rng.integers(len(combos)))]
