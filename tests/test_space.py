@@ -184,7 +184,8 @@ def test_sampling_follows_the_table(paper):
     table = {(r["src"], r["dst"]): 0.0 for r in pg.edge_table()}
     table.update({("n2", "n1"): 1.0, ("n3", "n1"): 1.0, ("n1", "out"): 1.0})
     pg.set_edge_table(table)
-    pg.set_params({"role_logits": np.array([[0.0, -50.0]] * 3)})  # fuser prob = softmax + 0.5 = 0.5 at the minimum
+    pg.set_params({"role_logits": np.array([[0.0, -50.0]] * 3),  # fuser prob = softmax + 0.5 = 0.5 at the minimum
+                   "vote_logit": np.array([-50.0])})  # the output is (almost surely) not a vote
     rng = np.random.default_rng(0)
     g, logp = pg.sample(rng)
     assert sorted(g.edges) == [("n1", "out"), ("n2", "n1"), ("n3", "n1")]
@@ -289,18 +290,56 @@ def test_sampled_graphs_validate_and_fit(pool_name, b, slack, searched_output, s
     assert combos
     counts = combos[int(rng.integers(len(combos)))]
     if mode == "random":
-        g = space.random_graph(counts, rng, edge_p=float(rng.uniform(0, 1)))
+        g = space.random_graph(counts, rng, edge_p=float(rng.uniform(0, 1)), vote_p=float(rng.uniform(0, 1)))
     else:
         pg = ProbGraph(space, counts=counts) if mode == "counts" else ProbGraph(space, slots=int(rng.integers(1, 8)))
         shapes = {k: v.shape for k, v in pg.params().items()}
         pg.set_params({"edge_logits": rng.normal(scale=logit_scale + 1e-9, size=shapes["edge_logits"]) + logit_scale,
-                       "role_logits": rng.normal(scale=logit_scale + 1e-9, size=shapes["role_logits"])})
+                       "role_logits": rng.normal(scale=logit_scale + 1e-9, size=shapes["role_logits"]),
+                       "vote_logit": rng.normal(scale=logit_scale + 1e-9, size=shapes["vote_logit"])})
         g, logp = pg.sample(rng)
         assert logp <= 1e-9 and math.isfinite(logp)
     g.validate(models=set(pool.models))
     assert space.fits(g)
     assert g.pruned()[1] == []
     space.check(g)
+    assert g.node(g.output).role != "vote" or (g.node(g.output).model is None and g.preds(g.output))
+
+
+def test_every_sampler_draws_a_vote_output_and_each_draw_validates_and_fits(paper):
+    """Random graphs (vote_p), the GPTSwarm distribution (ν) and TPE's `out_vote` variable all
+    reach the vote role; a vote output costs nothing, so its graph fits with the same workers."""
+    space = SearchSpace(paper, MATH, Budget.from_nodes(4, paper, MATH))
+    rng = np.random.default_rng(3)
+    pg = ProbGraph(space, counts={"llama-3.2-1b": 3})
+    assert pg.vote_prob() == pytest.approx(0.2)
+    drawn = [space.random_graph({"llama-3.2-1b": 3}, rng, vote_p=0.5) for _ in range(40)]
+    drawn += [pg.sample(rng)[0] for _ in range(60)]
+    votes = [g for g in drawn if g.node(g.output).role == "vote"]
+    assert 10 <= len(votes) <= 80
+    for g in drawn:
+        space.check(g)
+    for g in votes:  # the vote output adds nothing to the workers' cost
+        workers = Graph([n for n in g.nodes if n.id != g.output], [e for e in g.edges if g.output not in e])
+        assert space.units(g) == pytest.approx(sum(space.node_units(n.model, g.in_degree(n.id)) for n in workers.nodes))
+    assert space.random_graph({"llama-3.2-1b": 3}, np.random.default_rng(1)).node("out").role != "vote"
+
+
+def test_vote_output_log_prob_and_score(paper):
+    """log p(G) counts the vote draw (ν) and drops the unused output model; the score's ν term is
+    x − p, the same as an edge's."""
+    space = SearchSpace(paper, MATH, Budget.from_nodes(4, paper, MATH), output_model=None)
+    pg = ProbGraph(space, counts={"llama-3.2-1b": 2})
+    pg.set_params({"vote_logit": np.array([0.7])})
+    g = Graph([Node("n1", "llama-3.2-1b"), Node("n2", "llama-3.2-1b"), Node("out", None, "vote")],
+              [("n1", "out"), ("n2", "out")], "out")
+    as_model = Graph(g.nodes[:2] + [Node("out", "llama-3.2-1b")], g.edges, "out")
+    p = pg.vote_prob()
+    diff = pg.log_prob(g) - pg.log_prob(as_model)
+    out_p = float(pg._output_probs()[pg.models.index("llama-3.2-1b")])
+    assert diff == pytest.approx(math.log(p) - math.log(1 - p) - math.log(out_p))
+    assert pg.score_function(g)["vote_logit"][0] == pytest.approx(1 - p)
+    assert pg.score_function(as_model)["vote_logit"][0] == pytest.approx(-p)
 
 
 # ----- one definition of each probability: what a table says is what the sampler does ---------

@@ -196,7 +196,8 @@ class Study:
             fixed, removed = self.space.repair(fixed)
             if removed:
                 meta["repaired"] = {"removed": removed, "units_before": before, "units_after": self.space.units(fixed)}
-        if self.space.output_model is not None and fixed.node(fixed.output).model != self.space.output_model:
+        out_model = fixed.node(fixed.output).model  # None: a vote output, which calls no model
+        if self.space.output_model is not None and out_model is not None and out_model != self.space.output_model:
             raise TtsGraphError(f"optimizer {self.optimizer.name!r} proposed output model "
                                 f"{fixed.node(fixed.output).model}, but the output is fixed to {self.space.output_model}")
         return fixed, meta

@@ -5,7 +5,9 @@ Over k worker slots `n1..nk` and the output `out` it holds three parameter array
 - θ, `edge_logits`: one logit per potential edge (every ordered worker pair, and worker→out);
 - π, `role_logits`: per slot, logits over (assistant, fuser);
 - ψ, `model_logits`: per slot, logits over the pool models, plus a last row for the output's model
-  when it is searched.
+  when it is searched;
+- ν, `vote_logit`: the output's role: it becomes a vote (majority over its predecessors, no model,
+  0 FLOPs) with `vote_prob()` = sigmoid(ν − VOTE_SHIFT), 0.2 at ν = 0; a vote output draws no model.
 
 The arrays are private, and each probability has one definition that the sampler, the
 log-probability, the gradient and the tables shown to (and written by) an agent all use:
@@ -31,7 +33,8 @@ import numpy as np
 from ttsgraph.errors import BudgetError, GraphError
 from ttsgraph.graph import Graph, Node
 from ttsgraph.search.numeric import logit, sigmoid, softmax
-from ttsgraph.search.role_rules import FUSER_PRIOR, assign_roles, forced_role, fuser_probability, with_roles
+from ttsgraph.search.role_rules import (FUSER_PRIOR, as_vote_output, assign_roles, forced_role, fuser_probability,
+                                       with_roles)
 from ttsgraph.search.space import OUTPUT_ID, worker_id
 
 if TYPE_CHECKING:
@@ -41,7 +44,9 @@ PROB_EPS = 1e-6
 """Written probabilities are clipped to [eps, 1 − eps] (fuser ones to [0.5 + eps, 1 − eps]): a
 certain 0 or 1 would be an infinite logit, which no gradient step could move again."""
 
-PARAM_NAMES = ("edge_logits", "role_logits", "model_logits")
+PARAM_NAMES = ("edge_logits", "role_logits", "model_logits", "vote_logit")
+VOTE_SHIFT = -logit(0.2)
+"""The output starts as a vote with probability 0.2: self-consistency is a candidate from the start."""
 
 
 def _clip(value: Any, low: float, high: float, what: str, key: Any) -> float:
@@ -64,10 +69,11 @@ class ProbGraph:
     """
 
     def __init__(self, space: SearchSpace, counts: Mapping[str, int] | None = None, slots: int | None = None,
-                 shift: float | None = None) -> None:
+                 shift: float | None = None, votes: bool = True) -> None:
         if (counts is None) == (slots is None):
             raise ValueError("give exactly one of counts or slots")
         self.space = space
+        self.votes = votes  # False: the output is never a vote (an agent's rules fix its role)
         self.models = list(space.models)
         fixed: list[str] | None = None
         if counts is not None:
@@ -88,7 +94,8 @@ class ProbGraph:
         self._index = {e: i for i, e in enumerate(self.potential)}
         self.slot_of = {nid: i for i, nid in enumerate(self.ids)}
         self._params = {"edge_logits": np.zeros(len(self.potential)), "role_logits": np.zeros((self.k, 2)),
-                        "model_logits": np.zeros((self.k + 1, len(self.models)))}  # last ψ row: the output
+                        "model_logits": np.zeros((self.k + 1, len(self.models))),  # last ψ row: the output
+                        "vote_logit": np.zeros(1)}
         self._fixed: list[str] | None = None
         self.fixed = fixed
         self.last_draw: Graph | None = None
@@ -113,7 +120,7 @@ class ProbGraph:
         self._fixed = models
 
     def params(self) -> dict[str, np.ndarray]:
-        """Copies of the three logit arrays, keyed by `PARAM_NAMES`."""
+        """Copies of the logit arrays, keyed by `PARAM_NAMES`."""
         return {k: v.copy() for k, v in self._params.items()}
 
     def set_params(self, params: Mapping[str, Any]) -> None:
@@ -185,6 +192,12 @@ class ProbGraph:
         """ψ as probabilities, (k + 1) × models (last row: the output), before any budget mask."""
         return softmax(self._params["model_logits"])
 
+    def vote_prob(self) -> float:
+        """The probability that the output node is a vote (0 when `votes` is off)."""
+        if not self.votes:
+            return 0.0
+        return float(sigmoid(float(self._params["vote_logit"][0]) - VOTE_SHIFT))
+
     def _output_probs(self) -> np.ndarray:
         """ψ of the output slot restricted to `space.output_candidates()`."""
         allowed = np.array([m in self.space.output_candidates() for m in self.models], dtype=float)
@@ -233,6 +246,8 @@ class ProbGraph:
             edges.append((max(present, key=lambda u: self.edge_prob(u, OUTPUT_ID)), OUTPUT_ID))
         full = Graph([Node(i, models[i]) for i in present] + [Node(OUTPUT_ID, out_model)], edges, OUTPUT_ID)
         useful, _ = assign_roles(full.pruned()[0], rng, self.fuser_prob)
+        if self.votes and rng.random() < self.vote_prob():
+            full, useful = as_vote_output(full), as_vote_output(useful)
         self.last_draw = with_roles(full, {n.id: n.role for n in useful.nodes})
         graph, _ = self.space.repair(useful)
         return graph, self.log_prob(self.last_draw)
@@ -286,8 +301,11 @@ class ProbGraph:
         if self._fixed is None:
             lp += sum(math.log(float(psi[self.slot_of[nid], self.models.index(graph.node(nid).model)]))
                       for nid in present)
-        if self.space.output_model is None:
-            lp += math.log(max(float(self._output_probs()[self.models.index(graph.node(graph.output).model)]), 1e-300))
+        out_model = graph.node(graph.output).model
+        p_vote = self.vote_prob()
+        lp += math.log(max(1 - p_vote if out_model is not None else p_vote, 1e-300))
+        if self.space.output_model is None and out_model is not None:  # a vote's unused model is marginalized
+            lp += math.log(max(float(self._output_probs()[self.models.index(out_model)]), 1e-300))
         return float(lp)
 
     def score_function(self, graph: Graph) -> dict[str, np.ndarray]:
@@ -314,9 +332,12 @@ class ProbGraph:
             for nid in present:
                 s = self.slot_of[nid]
                 grads["model_logits"][s] += eye[self.models.index(graph.node(nid).model)] - psi[s]
-        if self.space.output_model is None:
+        out_model = graph.node(graph.output).model
+        if self.votes:
+            grads["vote_logit"][0] = (1.0 if out_model is None else 0.0) - self.vote_prob()
+        if self.space.output_model is None and out_model is not None:
             out = self._output_probs()
-            grads["model_logits"][self.k] += (eye[self.models.index(graph.node(graph.output).model)] - out) * (out > 0)
+            grads["model_logits"][self.k] += (eye[self.models.index(out_model)] - out) * (out > 0)
         return grads
 
     # ----- state ---------------------------------------------------------------------------
@@ -328,9 +349,9 @@ class ProbGraph:
         if state["k"] != self.k or state.get("models", self.models) != self.models:
             raise GraphError(f"probabilistic graph state has {state['k']} slots over {state.get('models')}, "
                              f"this one {self.k} over {self.models}")
-        self.set_params({k: state[k] for k in PARAM_NAMES})
+        self.set_params({k: state[k] for k in PARAM_NAMES if k in state})  # states before votes lack ν
         self.fixed = state.get("fixed")
         self._shift = float(state.get("shift", self._shift))
 
 
-__all__ = ["PARAM_NAMES", "PROB_EPS", "ProbGraph"]
+__all__ = ["PARAM_NAMES", "PROB_EPS", "VOTE_SHIFT", "ProbGraph"]

@@ -23,6 +23,7 @@ class RandomSearch(Optimizer):
 
     class Options(MixOptions):
         edge_p: float = Field(DEFAULT_EDGE_P, ge=0.0, le=1.0, description="probability of each potential edge")
+        vote_p: float = Field(0.2, ge=0.0, le=1.0, description="probability that the output is a vote")
 
     name = "random"
     opts: Options
@@ -33,5 +34,6 @@ class RandomSearch(Optimizer):
 
     async def ask(self) -> list[Proposal]:
         counts = self._combos[int(self.rng.integers(len(self._combos)))]
-        graph = self.space.random_graph(counts, self.rng, self.opts.edge_p)  # already repaired to the budget
+        graph = self.space.random_graph(counts, self.rng, self.opts.edge_p,  # already repaired to the budget
+                                        vote_p=self.opts.vote_p)
         return [Proposal(graph, self.batch, {"counts": dict(counts)})]

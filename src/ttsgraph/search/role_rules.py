@@ -1,8 +1,10 @@
 """Which role a node may take, and how the sampler draws one (SPEC §3.2).
 
 A fuser reviews and condenses what its predecessors answered, so it needs assistants to fuse:
-the output node and source nodes are assistants, a node fed by a fuser is an assistant, and only
-a node fed by assistants alone is free to become a fuser. Repair (`fix_roles`), the sampler and
+the output node and source nodes are assistants, a node fed by a fuser (or by no assistant) is an
+assistant, and only a node fed by assistants (and votes) is free to become a fuser. A vote is
+drawn for the output only (`as_vote_output`): it calls no model, so it needs predecessors and
+replaces the output's model. Repair (`fix_roles`), the sampler and
 the log-probability of a draw (`forced_role`, `fuser_probability`) all read the rule from here, so
 what is sampled, what is scored and what is repaired can never disagree.
 """
@@ -26,7 +28,7 @@ def fix_roles(graph: Graph) -> Graph:
     roles = {n.id: n.role for n in graph.nodes}
     changed = False
     for nid in graph.topological_order():
-        if roles[nid] != "fuser":
+        if roles[nid] != "fuser":  # votes take any predecessors; assistants anything
             continue
         preds = graph.preds(nid)
         if (nid == graph.output or not preds or any(roles[p] == "fuser" for p in preds)
@@ -47,9 +49,16 @@ def with_roles(graph: Graph, roles: dict[str, str]) -> Graph:
 def forced_role(graph: Graph, nid: str, roles: dict[str, str]) -> str | None:
     """The role a node must take given its predecessors' roles (None: it is free and drawn)."""
     preds = graph.preds(nid)
-    if nid == graph.output or not preds or any(roles[p] == "fuser" for p in preds):
+    if (nid == graph.output or not preds or any(roles[p] == "fuser" for p in preds)
+            or not any(roles[p] == "assistant" for p in preds)):
         return "assistant"
     return None
+
+
+def as_vote_output(graph: Graph) -> Graph:
+    """The graph with its output node a vote (no model): a majority over what feeds it."""
+    nodes = [Node(n.id, None, "vote") if n.id == graph.output else n for n in graph.nodes]
+    return Graph(nodes, list(graph.edges), graph.output)
 
 
 def fuser_probability(pi_fuser: float) -> float:
@@ -77,4 +86,4 @@ def assign_roles(graph: Graph, rng: np.random.Generator,
     return with_roles(graph, roles), logp
 
 
-__all__ = ["FUSER_PRIOR", "assign_roles", "fix_roles", "forced_role", "fuser_probability", "with_roles"]
+__all__ = ["FUSER_PRIOR", "as_vote_output", "assign_roles", "fix_roles", "forced_role", "fuser_probability", "with_roles"]

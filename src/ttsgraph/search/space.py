@@ -31,7 +31,7 @@ from ttsgraph.cost import Budget, TaskLengths, planned_node_flops, planned_units
 from ttsgraph.errors import BudgetError, GraphError
 from ttsgraph.graph import Graph, Node
 from ttsgraph.models import ModelPool
-from ttsgraph.search.role_rules import assign_roles, fix_roles
+from ttsgraph.search.role_rules import as_vote_output, assign_roles, fix_roles
 
 OUTPUT_ID = "out"
 DEFAULT_EDGE_P = 0.119
@@ -188,14 +188,15 @@ class SearchSpace:
         return g, removed
 
     def random_graph(self, counts: Mapping[str, int], rng: np.random.Generator, edge_p: float = DEFAULT_EDGE_P,
-                     output_model: str | None = None) -> Graph:
+                     output_model: str | None = None, vote_p: float = 0.0) -> Graph:
         """A random graph with exactly these worker model counts (before any budget repair).
 
         Models are placed on `n1..nk` at random; edges follow a random topological order, each
         kept with probability `edge_p`, and each worker reaches the output with probability
         `edge_p`. A dangling worker is then connected to a random later node that reaches the
-        output, so every worker is used. Roles follow the sampler's rule (`assign_roles`).
-        The result is repaired to the budget.
+        output, so every worker is used. Roles follow the sampler's rule (`assign_roles`); with
+        probability `vote_p` the output is a vote instead (no model; no draw is made when `vote_p`
+        is 0, so seeds keep their graphs). The result is repaired to the budget.
         """
         models = [m for m in self.models for _ in range(int(counts.get(m, 0)))]
         unknown = set(counts) - set(self.models)
@@ -228,6 +229,8 @@ class SearchSpace:
         out_model = output_model
         nodes = [Node(i, m) for i, m in zip(ids, models)] + [Node(OUTPUT_ID, out_model)]
         graph = assign_roles(Graph(nodes, edges, OUTPUT_ID), rng)[0]
+        if vote_p > 0 and rng.random() < vote_p:
+            graph = as_vote_output(graph)
         return self.repair(graph)[0]
 
     def output_candidates(self) -> list[str]:

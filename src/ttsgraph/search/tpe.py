@@ -1,9 +1,9 @@
 """Bayesian optimization with Optuna's TPE sampler (SPEC §7 `BOSwarm`).
 
 The model mix is drawn once at random from the combos (under-filled too unless `budget_filling`)
-and placed on worker slots at random (as the released code does); TPE then searches one binary variable per potential edge
-(slot i → slot j for i < j, so every assignment is acyclic, and slot → output) and one binary role
-per worker. Each ask is one trial scored on one batch of items.
+and placed on worker slots at random (as the released code does); TPE then searches one binary
+variable per potential edge (slot i → slot j for i < j, so every assignment is acyclic, and slot →
+output), one binary role per worker and whether the output is a vote (`out_vote`). Each ask is one trial scored on one batch of items.
 
 Resuming must give exactly what an uninterrupted run gives, but an Optuna sampler's internal RNG
 cannot be saved. So each ask builds a fresh in-memory study from the trials told so far with a
@@ -34,6 +34,9 @@ from ttsgraph.search.space import OUTPUT_ID as OUT
 if TYPE_CHECKING:
     from ttsgraph.search.space import SearchSpace
 
+
+VOTE_VARIABLE = "out_vote"
+"""1: the output node is a vote (a majority over its predecessors, no model) instead of a model call."""
 
 @register
 class TPE(Optimizer):
@@ -70,7 +73,7 @@ class TPE(Optimizer):
         names = [f"e{i + 1}_{j + 1}" for i in range(n) for j in range(i + 1, n)]
         names += [f"e{i + 1}_out" for i in range(n)]
         names += [f"r{i + 1}" for i in range(n)]
-        return names
+        return names + [VOTE_VARIABLE]
 
     def _graph(self, params: dict[str, int]) -> Graph:
         n = len(self.models)
@@ -80,7 +83,8 @@ class TPE(Optimizer):
         has_succ = {u for u, _ in edges}
         edges += [(ids[i], OUT) for i in range(n) if ids[i] not in has_succ]  # no dangling worker
         nodes = [Node(ids[i], self.models[i], "fuser" if params[f"r{i + 1}"] else "assistant") for i in range(n)]
-        graph = fix_roles(Graph(nodes + [Node(OUT, self.output_model)], edges, OUT))
+        out = Node(OUT, None, "vote") if params.get(VOTE_VARIABLE) else Node(OUT, self.output_model)
+        graph = fix_roles(Graph(nodes + [out], edges, OUT))
         return self.space.repair(graph)[0]
 
     def _suggest(self) -> dict[str, int]:
@@ -135,5 +139,5 @@ class TPE(Optimizer):
         for e in self.history:
             if "params" not in e.meta:
                 raise TtsGraphError(f"tpe: trial {e.trial} has no 'params' in its meta, so it cannot be resumed")
-            self._learn(dict(e.meta["params"]), e)
+            self._learn({VOTE_VARIABLE: 0, **e.meta["params"]}, e)  # trials from before votes: no vote
         self._pending = []
