@@ -56,7 +56,8 @@ def mean_out_in_degree(opt: Reinforce, n: int = 300) -> float:
 # ---- REINFORCE -------------------------------------------------------------------------------
 
 def test_reinforce_learns_to_feed_the_output_more() -> None:
-    opt = Reinforce(paper_space(), seed=1, iterations=40, batch=3, realize=False)
+    opt = Reinforce(paper_space(), seed=1, iterations=40, batch=3, realize=False, budget_filling=True)
+    opt.dist.votes = False  # this tests edge learning alone: full mixes, the output's role fixed
     before = mean_out_in_degree(opt)
     run(opt, lambda g: 1.0 if out_degree(g) >= 2 else 0.0, 25)
     after = mean_out_in_degree(opt)
@@ -179,7 +180,7 @@ def test_numeric_optimizers_have_no_agent_exchanges() -> None:
 
 def test_tpe_exploits_what_scored_well() -> None:
     space = paper_space()
-    opt = get_optimizer("tpe")(space, seed=0, iterations=20, batch=3, n_startup=4)
+    opt = get_optimizer("tpe")(space, seed=0, iterations=20, batch=3, n_startup=4, budget_filling=True)
 
     def objective(g: Graph) -> float:  # many direct inputs to the output is good
         return min(1.0, out_degree(g) / max(1, len(g.nodes) - 1))

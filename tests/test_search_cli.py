@@ -151,7 +151,8 @@ def test_resume_continues_longer_runs_and_refuses_flags_that_change_the_study(tm
 def test_misspelled_optimizer_option_is_refused_before_anything_runs(tmp_path, cli):
     for bad in ("totally_bogus=1", "edge_pp=0.9"):
         res = cli(*BASE, "--opt", bad, "--out", "z", check=False)
-        assert res.exit_code == 2 and f"unknown option '{bad.split('=')[0]}' (valid: edge_p)" in res.stderr
+        assert res.exit_code == 2 and f"unknown option '{bad.split('=')[0]}' (valid: " in res.stderr
+        assert "edge_p" in res.stderr.split("(valid: ")[1]
         assert not (tmp_path / "z").exists()
 
 
