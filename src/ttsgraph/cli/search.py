@@ -173,6 +173,7 @@ def search_command(
     race_items: int | None = typer.Option(None, "--race-items", min=1, help="Items per racing re-score (default: batch)."),
     test_limit: int | None = typer.Option(None, "--test-limit", min=0, help="Score the result on this many test items (0: skip; default all)."),
     output_model: str | None = typer.Option(None, "--output-model", help="The output node's model (default: the pool's; 'searched' to search it)."),
+    output_max_tokens: int | None = typer.Option(None, "--output-max-tokens", min=1, help="Max tokens of the output node (default: --max-tokens; the paper: 1000 vs 4096)."),
     as_json: bool = flags.JSON,
     run: flags.RunFlags = flags.FILLED_IN,
 ) -> None:
@@ -184,6 +185,7 @@ def search_command(
         "optimizer.options": options or None, "profile": profile, "iterations": iterations, "batch": batch,
         "seed": seed, "select": select, "objective": objective, "latency_weight": latency_weight, "race": race,
         "race_items": race_items, "test_limit": test_limit, "output_model": output_model,
+        "sampling.output_max_tokens": output_max_tokens,
     })
     if resume:
         if out_dir is None:
