@@ -101,17 +101,19 @@ class Budget:
 
 MAX_NODE_BUDGET = 256
 LABEL_SLACK = 1.0
-"""A units budget this close below a reference bound is probably the paper's rounded label for it
-(the paper's "42" on MATH is b = 8's 42.96, yet 42 units only pays for b = 7)."""
+LABEL_SLACK_FRACTION = 0.05
+"""A units budget less than 1 unit (and 5% of the bound, so small pools with bounds a unit apart
+are not warned at every budget) below a reference bound is probably the paper's rounded label for
+it: the paper's "42" on MATH is b = 8's 42.96, yet 42 units only pays for b = 7."""
 
 
 def meant_node_budget(units: float, pool: ModelPool, lengths: TaskLengths) -> int | None:
-    """The b whose reference bound lies less than `LABEL_SLACK` units above `units` (the node budget
-    a user who typed the paper's rounded label meant), or None when `units` is not such a label."""
+    """The b whose reference bound lies just above `units` (see `LABEL_SLACK`): the node budget a
+    user who typed the paper's rounded label meant, or None when `units` is not such a label."""
     for b in range(1, MAX_NODE_BUDGET + 1):
         bound = reference_bound_units(b, pool, lengths)
         if bound > units + 1e-9:
-            return b if bound - units < LABEL_SLACK else None
+            return b if bound - units < min(LABEL_SLACK, LABEL_SLACK_FRACTION * bound) else None
     return None
 
 
