@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ttsgraph.errors import BudgetError, GraphError
 from ttsgraph.graph import Graph, Node
 from ttsgraph.search.agent_prompts import edge_key
 from ttsgraph.search.agent_replies import parse_init_reply
@@ -74,13 +73,7 @@ def swarm_draw(space: SearchSpace, counts: Mapping[str, int], rng: np.random.Gen
     fixed order and kept with probability `edge_p` unless it closes a cycle, redrawn until the
     output has a predecessor, roles by the sampler's rule. Workers the draw leaves without a path to
     the output stay in it, unconnected (they are not run); nothing is repaired yet."""
-    models = [m for m in space.models for _ in range(int(counts.get(m, 0)))]
-    unknown = set(counts) - set(space.models)
-    if unknown:
-        raise GraphError(f"unknown model(s) in counts: {', '.join(sorted(unknown))}")
-    if not models:
-        raise BudgetError("a model mix needs at least one worker node")
-    rng.shuffle(models)
+    models = space.placement(counts, rng)
     ids = [worker_id(k) for k in range(len(models))]
     placement = Graph([Node(i, m) for i, m in zip(ids, models)] + [Node(OUTPUT_ID, space.output_candidates()[0])],
                       [], OUTPUT_ID)

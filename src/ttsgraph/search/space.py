@@ -196,6 +196,18 @@ class SearchSpace:
             g = fix_roles(g)
         return g, removed
 
+    def placement(self, counts: Mapping[str, int], rng: np.random.Generator) -> list[str]:
+        """A mix's worker models in a random order (worker k gets the k-th): how every random graph
+        places its models. Unknown models and an empty mix are errors."""
+        unknown = set(counts) - set(self.models)
+        if unknown:
+            raise GraphError(f"unknown model(s) in counts: {', '.join(sorted(unknown))}")
+        models = [m for m in self.models for _ in range(int(counts.get(m, 0)))]
+        if not models:
+            raise BudgetError("a model mix needs at least one worker node")
+        rng.shuffle(models)
+        return models
+
     def random_graph(self, counts: Mapping[str, int], rng: np.random.Generator, edge_p: float = DEFAULT_EDGE_P,
                      output_model: str | None = None) -> Graph:
         """A random graph with exactly these worker model counts (before any budget repair).
@@ -206,13 +218,7 @@ class SearchSpace:
         output, so every worker is used. Roles follow the sampler's rule (`assign_roles`).
         The result is repaired to the budget.
         """
-        models = [m for m in self.models for _ in range(int(counts.get(m, 0)))]
-        unknown = set(counts) - set(self.models)
-        if unknown:
-            raise GraphError(f"unknown model(s) in counts: {', '.join(sorted(unknown))}")
-        if not models:
-            raise BudgetError("a model mix needs at least one worker node")
-        rng.shuffle(models)
+        models = self.placement(counts, rng)
         ids = [worker_id(k) for k in range(len(models))]
         perm = [ids[k] for k in rng.permutation(len(ids))]
         edges: list[tuple[str, str]] = []
