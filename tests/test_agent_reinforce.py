@@ -15,7 +15,6 @@ import pytest
 from ttsgraph.cost import Budget, TaskLengths
 from ttsgraph.errors import BackendError
 from ttsgraph.evaluator import LocalEvaluator
-from ttsgraph.graph import Graph
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.llm.router import build_backend
 from ttsgraph.models import load_pool

@@ -13,14 +13,19 @@ import numpy as np
 import pytest
 
 from ttsgraph.config import make_config
-from ttsgraph.cost import PAPER_LENGTHS, Budget, meant_node_budget, reference_bound_units, units_budget
+from ttsgraph.cost import (
+    PAPER_LENGTHS,
+    Budget,
+    meant_node_budget,
+    reference_bound_units,
+    units_budget,
+)
 from ttsgraph.graph import Graph, Node
 from ttsgraph.llm.base import SamplingParams
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.models import load_pool
 from ttsgraph.profile import Profile
 from ttsgraph.runtime import build_runtime
-from ttsgraph.search import agent_prompts as P
 from ttsgraph.search.agent_init import pretest_proposals, swarm_draw
 from ttsgraph.search.agent_reinforce import AgentReinforce
 from ttsgraph.search.agent_replies import parse_update_reply
