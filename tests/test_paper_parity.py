@@ -61,6 +61,9 @@ def test_paper_pool_offers_the_seven_combos_spec_lists_for_b12() -> None:
 def test_humaneval_and_other_pools_and_tasks() -> None:
     paper = load_pool("paper")
     assert paper_unit_costs(paper.models, "humaneval") == {L1: 1, L3: 4, L8: 7, L70: 63}
+    humaneval = paper_space(12, "humaneval")  # MATH's lengths: only the costs matter for the mixes
+    assert humaneval.combos() == [counts(1, 1, 1), counts(5, 0, 1), counts(0, 3), counts(4, 2), counts(8, 1),
+                                  counts(12)]
     assert paper_unit_costs(paper.models, "mmlu:anatomy") == {L1: 1, L3: 3, L8: 9, L70: 81}
     assert paper_unit_costs(load_pool("paper-full").models, "math500")["gemma-7b"] == 9
     assert paper_unit_costs(paper.models, "arithmetic") is None  # not one of the paper's tasks
