@@ -72,7 +72,7 @@ def swarm_draw(space: SearchSpace, counts: Mapping[str, int], rng: np.random.Gen
     `n1..nk` at random, every potential edge (both directions, then worker → output) walked in a
     fixed order and kept with probability `edge_p` unless it closes a cycle, redrawn until the
     output has a predecessor, roles by the sampler's rule. Workers the draw leaves without a path to
-    the output stay in it, unconnected (they are not run); nothing is repaired yet."""
+    the output stay in it (they are not run); nothing is repaired yet."""
     models = space.placement(counts, rng)
     ids = [worker_id(k) for k in range(len(models))]
     placement = Graph([Node(i, m) for i, m in zip(ids, models)] + [Node(OUTPUT_ID, space.output_candidates()[0])],

@@ -98,8 +98,8 @@ def history_messages(user: str, turns: Sequence[Mapping[str, str]], *, keep: int
 def sample_from_table(space: SearchSpace, table: Mapping[str, float], placement: Graph,
                       rng: np.random.Generator) -> Graph:
     """Draw a graph from the edge table θ with the GPTSwarm sampler (SPEC §3.2), `placement`'s worker
-    models on the same ids. Returns the whole draw: workers that reach no output stay in it
-    (unconnected), and nothing is repaired yet (`settle` does that, so a repair is told)."""
+    models on the same ids. Returns the whole draw: workers with no path to the output stay in it
+    (they are not run), and nothing is repaired yet (`settle` does that, so a repair is told)."""
     workers = [n for n in placement.nodes if n.id != placement.output]
     pg = ProbGraph(space, counts=dict(Counter(n.model for n in workers)))
     pg.fixed = [n.model for n in workers]
