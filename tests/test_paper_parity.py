@@ -268,6 +268,14 @@ def test_a_budget_just_below_a_reference_bound_warns_naming_the_b_it_means() -> 
         warnings.simplefilter("error")
         units_budget(43.0, pool, MATH)
 
+    async def budget_of(units: float) -> Budget:
+        config = make_config({"task": "math500", "models": "paper", "budget": {"units": units}})
+        async with build_runtime(config, fake_backend=ScriptedBackend(["x"])) as rt:
+            return rt.budget()
+
+    with pytest.warns(UserWarning, match="--budget-nodes 8"):  # what `ttsgraph search --budget 42` goes through
+        asyncio.run(budget_of(42.0))
+
 
 # ----- the bench row: how the agent's update replies went ---------------------------------------------
 

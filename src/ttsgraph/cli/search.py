@@ -154,7 +154,7 @@ def print_result(result: StudyResult, study: Study) -> None:
 @handle_errors
 @flags.with_run_flags
 def search_command(
-    budget: float | None = typer.Option(None, "--budget", help="Budget in normalized units (1 = one reference-model call)."),
+    budget: float | None = typer.Option(None, "--budget", help="Budget in normalized units (1 = one reference-model call). The paper's MATH budgets 18/42/80 are --budget-nodes 4/8/12 (17.79/42.96/79.15 units): 42 units buys only b = 7."),
     budget_nodes: int | None = typer.Option(None, "--budget-nodes", "-b", help="Budget as a node count b (SPEC §2.3)."),
     optimizer: str | None = typer.Option(None, "--optimizer", help="agent-reinforce (default), random, tpe, reinforce, textgrad, hybrid."),
     opt: list[str] = flags.OPT,
