@@ -210,6 +210,11 @@ def test_a_method_pool_is_the_pool_of_that_optimizer_only() -> None:
     base = {"task": "math500", "models": "paper", "method_pools": {"textgrad": "paper-full"}, "budget": {"nodes": 4}}
     assert make_config(base).pool_spec == "paper"
     assert make_config({**base, "optimizer": {"name": "textgrad"}}).pool_spec == "paper-full"
+    # a stored run (serve, report) knows the pool its graphs were searched over
+    from ttsgraph.config import pool_spec_of
+
+    assert pool_spec_of(make_config({**base, "optimizer": {"name": "textgrad"}}).to_json()) == "paper-full"
+    assert pool_spec_of({"models": "local"}) == "local"
 
     async def pool_of(name: str) -> list[str]:
         config = make_config({**base, "optimizer": {"name": name, "options": {"agent": L8}}})

@@ -131,7 +131,7 @@ class RunConfig(_Model):
     def pool_spec(self) -> str | None:
         """The pool this run's optimizer works with: its `method_pools` entry, else `models`. The
         paper offered Agent-REINFORCE the Llama models only and its baselines Llama + Gemma."""
-        return self.method_pools.get(self.optimizer.name, self.models)
+        return pool_spec_of(self.to_json())
 
     @property
     def selection(self) -> Selection:
@@ -143,6 +143,13 @@ class RunConfig(_Model):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def pool_spec_of(run: dict[str, Any]) -> str | None:
+    """`RunConfig.pool_spec` of a stored run's config (JSON): what a served or reported run's graphs
+    were searched over."""
+    optimizer = (run.get("optimizer") or {}).get("name", OptimizerSpec.model_fields["name"].default)
+    return (run.get("method_pools") or {}).get(optimizer, run.get("models"))
 
 
 # ----- building a config from a recipe and flags -----------------------------------------------
@@ -294,5 +301,5 @@ def legacy_config(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-__all__ = ["RunConfig", "Sampling", "BackendSettings", "BudgetSpec", "OptimizerSpec", "make_config",
+__all__ = ["RunConfig", "pool_spec_of", "Sampling", "BackendSettings", "BudgetSpec", "OptimizerSpec", "make_config",
            "from_sources", "load_recipe", "resume_config", "deep_merge", "legacy_config", "FLAGS", "CONTINUABLE"]
