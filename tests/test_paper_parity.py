@@ -26,6 +26,7 @@ from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.models import load_pool
 from ttsgraph.profile import Profile
 from ttsgraph.runtime import build_runtime
+from ttsgraph.search import agent_prompts as P
 from ttsgraph.search.agent_init import pretest_proposals, swarm_draw
 from ttsgraph.search.agent_reinforce import AgentReinforce
 from ttsgraph.search.agent_replies import parse_update_reply
@@ -144,7 +145,7 @@ def test_update_prompt_shows_single_model_accuracies_and_a_worked_example() -> N
     assert "gemma-3-270m: 75%" in update and "smollm2-135m: 25%" in update
     assert "Worked example" in update and '"x1->out":0.6' in update
     # a small agent context drops the example first, then the accuracies, before the rules
-    tight = _first_update(AgentReinforce, agent_context=1200, agent_max_tokens=200)
+    tight = _first_update(AgentReinforce, agent_context=1900, agent_max_tokens=200)
     assert "Worked example" not in tight and "Rules:" in tight and "gemma-3-270m: 75%" in tight
     stripped = _first_update(TextGrad, agent_context=0)  # TextGrad is told no data and no example
     assert "Worked example" not in stripped and "75%" not in stripped
@@ -292,3 +293,21 @@ def test_reply_outcomes_count_first_try_retries_and_fallbacks() -> None:
              {"phase": "update", "source": "fallback-sample", "attempts": 4}]
     assert reply_outcomes(metas) == {"first_try": 1, "after_retries": 1, "fallback": 1}
     assert reply_outcomes([{"phase": "random"}]) == {}
+
+
+@pytest.mark.integration
+def test_the_token_estimate_never_undercounts_an_update_prompt_for_the_embedded_agent() -> None:
+    """The estimate keeps an embedded agent's calls inside its 2048 tokens; at 3.5 characters per token
+    it undercounted these dense prompts by a third and the calls overflowed the context."""
+    from llama_cpp import Llama
+
+    from ttsgraph.llm.local import resolve_local_model
+    from ttsgraph.search.agent_update import estimate_tokens
+
+    path = resolve_local_model(S).locate()
+    tokenizer = Llama(str(path), vocab_only=True, verbose=False)
+    for cls, options in ((AgentReinforce, {"agent_context": 0}), (TextGrad, {"agent_context": 0})):
+        user = _first_update(cls, **options)
+        messages = [{"role": "system", "content": P.SYSTEM}, {"role": "user", "content": user}]
+        actual = sum(len(tokenizer.tokenize(m["content"].encode(), add_bos=False)) for m in messages)
+        assert estimate_tokens(messages) >= actual

@@ -24,7 +24,11 @@ from ttsgraph.search.role_rules import fix_roles
 from ttsgraph.search.space import OUTPUT_ID, SearchSpace
 
 HISTORY_MAX_MODELS = 5  # with more worker nodes than this the history is dropped (context control, SPEC §4.1)
-CHARS_PER_TOKEN = 3.5  # conservative estimate used to keep prompts inside a small agent's context
+CHARS_PER_TOKEN = 2.0
+"""Characters per token when keeping prompts inside a small agent's context. The update prompts are
+dense (JSON, ids, probabilities): SmolLM2's tokenizer gives 2.2–2.3 characters per token on them,
+so the earlier 3.5 undercounted by a third and the embedded agent's calls overflowed its 2048
+tokens ("Requested tokens (2102) exceed context window") and fell back to sampling."""
 HISTORY_REPLY_ROOM = 512  # tokens a prompt must leave for the reply (at most max_tokens)
 Edge = tuple[str, str]
 
