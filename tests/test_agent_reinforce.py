@@ -15,7 +15,6 @@ import pytest
 from ttsgraph.cost import Budget, TaskLengths
 from ttsgraph.errors import BackendError
 from ttsgraph.evaluator import LocalEvaluator
-from ttsgraph.graph import Graph
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.llm.router import build_backend
 from ttsgraph.models import load_pool
@@ -161,7 +160,9 @@ def test_whole_loop_with_valid_replies(tmp_path: Any) -> None:
         ids = [n.id for n in t.graph.nodes if n.id != "out"]
         assert set(t.graph.edges) == set(zip(ids, ids[1:] + ["out"]))
         assert t.meta["source"] == "agent" and t.meta["attempts"] == 1
-    assert counts_of(trials[4].graph) == counts_of(trials[5].graph) == {m: k for m, k in opt.state.counts.items() if k}
+    # the initial graph runs only the workers the sparse draw connected; the agent sees (and wires) them all
+    required = {m: k for m, k in opt.state.counts.items() if k}
+    assert {m: k for m, k in trials[4].meta["counts"].items() if k} == counts_of(trials[5].graph) == required
     # the second update prompt shows the table the first reply wrote
     second = last_form(agent.calls[2])
     assert set(second["edge_probabilities"].values()) == {0.8, 0.1}
@@ -275,8 +276,8 @@ def test_over_budget_reply_is_repaired_and_the_agent_told(tmp_path: Any) -> None
     note = agent.calls[2][-1]["content"]
     assert "exceeded the compute budget" in note
     assert f"llama-3.2-1b: {first.meta['counts']['llama-3.2-1b']}" in note
-    assert sorted(last_form(agent.calls[2])["graph"]) == sorted([f"n{k + 1}" for k in range(
-        sum(first.meta["counts"].values()))] + ["out"])  # ids compacted after the removal
+    before = set(last_form(agent.calls[1])["graph"])  # the ids the first update spoke of
+    assert set(last_form(agent.calls[2])["graph"]) == before - set(first.meta["repaired"])  # the others keep theirs
 
 
 def test_sample_mode_draws_from_the_agent_table_with_its_placement(tmp_path: Any) -> None:
@@ -435,7 +436,7 @@ def test_latency_objective_uses_the_latency_prompts_and_accepts_unused_nodes() -
     update = agent.calls[1][-1]["content"]
     assert "mean latency 3.50 s" in update and "at most the required number" in update
     assert p1.meta["source"] == "agent"
-    assert len(p1.graph.nodes) == len(p0.graph.nodes) - 1  # the unused node is not run
+    assert len(p1.graph.nodes) == sum(p1.meta["counts"].values())  # every worker but the unused one, + out
 
 
 def test_text_form_agents_get_the_block_instructions_and_no_schema() -> None:
@@ -523,15 +524,26 @@ def test_the_state_does_not_grow_with_the_rounds() -> None:
     assert max(sizes[4:]) - min(sizes[4:]) < 200, sizes
 
 
-def test_graph_ids_are_compacted_in_topological_order() -> None:
-    from ttsgraph.graph import Node
-    from ttsgraph.search.agent_update import compact as _compact
+def test_node_ids_in_the_history_name_the_same_nodes_in_the_current_graph(tmp_path: Any) -> None:
+    """A reply that reverses the chain changes the topological order; the ids must not follow it,
+    or the history (the agent's own earlier reply) would speak of other nodes than the graph shown."""
+    def reversed_chain(form: dict[str, Any]) -> str:
+        graph = form["graph"]
+        ids = [i for i in graph if i != "out"][::-1]
+        new = {i: {"model": graph[i]["model"], "role": "assistant", "preds": [ids[k - 1]] if k else []}
+               for k, i in enumerate(ids)}
+        new["out"] = {**graph["out"], "preds": [ids[-1]]}
+        return json.dumps({"graph": new, "edge_probabilities": {e: 0.5 for e in form["edge_probabilities"]}})
 
-    g = Graph([Node("n3", S), Node("n1", G), Node("n2", S), Node("out", S)],
-              [("n3", "n1"), ("n1", "out"), ("n2", "out")], "out")
-    c, mapping = _compact(g)
-    assert all(int(u[1:]) < int(v[1:]) for u, v in c.edges if v != "out")
-    assert sorted(c.ids) == ["n1", "n2", "n3", "out"] and mapping["n3"] == "n1"
+    agent = Agent([chain_reply, reversed_chain, chain_reply])
+    run_study(tmp_path, agent, pretest=False, history=2, agent_context=0)
+    messages = agent.calls[3]  # the third update: its history holds the two earlier exchanges
+    history_reply = json.loads([m for m in messages if m["role"] == "assistant"][-1]["content"])["graph"]
+    shown = last_form(messages)["graph"]
+    assert [i for i in history_reply if i != "out"] != sorted(i for i in history_reply if i != "out")  # order changed
+    for node_id, spec in history_reply.items():  # same model and same predecessors under the same id
+        assert shown[node_id]["model"] == spec["model"]
+        assert sorted(shown[node_id]["preds"]) == sorted(spec["preds"])
 
 
 def test_retries_are_asked_hotter_so_a_seeded_agent_does_not_repeat_itself(tmp_path: Any) -> None:

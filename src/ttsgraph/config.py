@@ -33,11 +33,12 @@ class Sampling(_Model):
     temperature: float = Field(0.1, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(256, ge=1)
+    output_max_tokens: int | None = Field(None, ge=1)  # the output node's own cap (None: max_tokens)
     stop: tuple[str, ...] = ()
 
     def params(self) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
-                              stop=self.stop)
+                              stop=self.stop, output_max_tokens=self.output_max_tokens)
 
 
 class BackendSettings(_Model):
@@ -97,6 +98,7 @@ class RunConfig(_Model):
     task: str
     task_options: dict[str, Any] = Field(default_factory=dict)
     models: str | None = None  # pool name (local, paper, paper-full) or a models.toml path
+    method_pools: dict[str, str] = Field(default_factory=dict)  # optimizer name -> its own pool (SPEC §7)
     budget: BudgetSpec | None = None
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     profile: str | None = None  # a profile file for Agent-REINFORCE (default: the newest stored match)
@@ -117,6 +119,23 @@ class RunConfig(_Model):
     ray_address: str | None = None  # "auto", HOST:PORT; None: $RAY_ADDRESS, else a new local Ray
     ray_actors: int | None = Field(None, ge=1)  # None: one actor per alive Ray node
 
+    @model_validator(mode="after")
+    def _known_methods(self) -> RunConfig:
+        from ttsgraph.search.base import get_optimizer
+
+        for name in self.method_pools:
+            try:
+                get_optimizer(name)
+            except TtsGraphError as exc:
+                raise ValueError(f"method_pools: {exc}") from None
+        return self
+
+    @property
+    def pool_spec(self) -> str | None:
+        """The pool this run's optimizer works with: its `method_pools` entry, else `models`. The
+        paper offered Agent-REINFORCE the Llama models only and its baselines Llama + Gemma."""
+        return pool_spec_of(self.to_json())
+
     @property
     def selection(self) -> Selection:
         if self.select is not None:
@@ -127,6 +146,13 @@ class RunConfig(_Model):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def pool_spec_of(run: dict[str, Any]) -> str | None:
+    """`RunConfig.pool_spec` of a stored run's config (JSON): what a served or reported run's graphs
+    were searched over."""
+    optimizer = (run.get("optimizer") or {}).get("name", OptimizerSpec.model_fields["name"].default)
+    return (run.get("method_pools") or {}).get(optimizer, run.get("models"))
 
 
 # ----- building a config from a recipe and flags -----------------------------------------------
@@ -151,6 +177,11 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         candidate = (base / data["models"]).resolve()  # a pool file next to the recipe
         if candidate.exists():
             data["models"] = str(candidate)
+    pools = data.get("method_pools")
+    if isinstance(pools, dict):
+        for name, spec in pools.items():
+            if isinstance(spec, str) and spec.endswith(".toml") and (base / spec).exists():
+                pools[name] = str((base / spec).resolve())
     return data
 
 
@@ -195,12 +226,13 @@ def from_sources(recipe: str | Path | None, flags: dict[str, Any]) -> RunConfig:
 # ----- resume: continue what can be continued, refuse what cannot --------------------------------
 
 FLAGS: dict[str, str] = {
-    "task": "--task", "task_options": "--option", "models": "--models", "budget.units": "--budget",
+    "task": "--task", "task_options": "--option", "models": "--models", "method_pools": "method_pools (recipe)", "budget.units": "--budget",
     "budget.nodes": "--budget-nodes", "optimizer.name": "--optimizer", "optimizer.options": "--opt",
     "profile": "--profile", "objective": "--objective", "latency_weight": "--latency-weight",
     "select": "--select", "iterations": "--iterations", "batch": "--batch", "seed": "--seed", "race": "--race",
     "race_items": "--race-items", "test_limit": "--test-limit", "output_model": "--output-model",
     "sampling.temperature": "--temperature", "sampling.top_p": "--top-p", "sampling.max_tokens": "--max-tokens",
+    "sampling.output_max_tokens": "--output-max-tokens",
     "sampling.stop": "--stop", "backend.cache": "--cache", "backend.no_cache": "--no-cache",
     "backend.timeout": "--timeout", "backend.retries": "--retries", "backend.concurrency": "--concurrency",
     "executor": "--executor", "ray_address": "--ray-address", "ray_actors": "--ray-actors",
@@ -265,5 +297,5 @@ def legacy_config(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-__all__ = ["RunConfig", "Sampling", "BackendSettings", "BudgetSpec", "OptimizerSpec", "make_config",
+__all__ = ["RunConfig", "pool_spec_of", "Sampling", "BackendSettings", "BudgetSpec", "OptimizerSpec", "make_config",
            "from_sources", "load_recipe", "resume_config", "deep_merge", "legacy_config", "FLAGS", "CONTINUABLE"]

@@ -100,3 +100,35 @@ class Budget:
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {"units": self.units, "nodes": self.nodes}
+
+
+MAX_NODE_BUDGET = 256
+LABEL_SLACK = 1.0
+LABEL_SLACK_FRACTION = 0.05
+"""A units budget less than 1 unit (and 5% of the bound, so small pools with bounds a unit apart
+are not warned at every budget) below a reference bound is probably the paper's rounded label for
+it: the paper's "42" on MATH is b = 8's 42.96, yet 42 units only pays for b = 7."""
+
+
+def meant_node_budget(units: float, pool: ModelPool, lengths: TaskLengths) -> int | None:
+    """The b whose reference bound lies just above `units` (see `LABEL_SLACK`): the node budget a
+    user who typed the paper's rounded label meant, or None when `units` is not such a label."""
+    for b in range(1, MAX_NODE_BUDGET + 1):
+        bound = reference_bound_units(b, pool, lengths)
+        if bound > units + 1e-9:
+            return b if bound - units < min(LABEL_SLACK, LABEL_SLACK_FRACTION * bound) else None
+    return None
+
+
+def units_budget(units: float, pool: ModelPool, lengths: TaskLengths) -> Budget:
+    """A budget given in units, with a warning when it sits just below a reference bound: the graphs
+    of that b then do not fit, and the search works at b − 1."""
+    import warnings
+
+    b = meant_node_budget(units, pool, lengths)
+    if b is not None:
+        bound = reference_bound_units(b, pool, lengths)
+        warnings.warn(f"--budget {units:g} is {bound - units:.2f} units below the b = {b} reference bound "
+                      f"({bound:.2f}), so it buys b = {b - 1}; for the paper's b = {b} give --budget-nodes {b} "
+                      f"(or --budget {bound:.2f})", stacklevel=2)
+    return Budget(float(units))

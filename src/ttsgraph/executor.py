@@ -259,19 +259,21 @@ class Executor:
                         on_output(trace.text)
                     return
                 assert node.model is not None  # validated: a role that calls a model has one
+                node_params = params.for_node(nid == g.output)
                 try:
                     messages = prompts(node.role, [traces[p].text or "" for p in preds], nid == g.output)
-                    key = request_key(node.model, messages, params)
+                    key = request_key(node.model, messages, node_params)
                     trace.sample = offset + samples[key]
                     samples[key] += 1
                     async with self._semaphore(node.model):
                         trace.start = time.perf_counter() - t0
                         try:
                             if on_output is not None and nid == g.output:
-                                completion = await _streamed(self.backend, node.model, messages, params,
+                                completion = await _streamed(self.backend, node.model, messages, node_params,
                                                              trace.sample, on_output)
                             else:
-                                completion = await self.backend.complete(node.model, messages, params, trace.sample)
+                                completion = await self.backend.complete(node.model, messages, node_params,
+                                                                         trace.sample)
                         finally:
                             trace.end = time.perf_counter() - t0
                 except Exception as exc:  # noqa: BLE001 - any backend fault is this item's error, never the run's

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttsgraph.config import RunConfig
-from ttsgraph.cost import Budget, TaskLengths
+from ttsgraph.cost import Budget, TaskLengths, units_budget
 from ttsgraph.errors import BudgetError, TtsGraphError
 from ttsgraph.evaluator import Evaluator, LocalEvaluator
 from ttsgraph.llm.base import Backend, SamplingParams
@@ -24,6 +24,7 @@ from ttsgraph.llm.router import build_backend, check_bindings
 from ttsgraph.models import ModelPool, load_pool
 from ttsgraph.search.base import Optimizer, SearchContext, get_optimizer
 from ttsgraph.search.space import SearchSpace
+from ttsgraph.search.unit_costs import paper_unit_costs
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Runtime:
             raise BudgetError("this command needs a budget: give --budget (units) or --budget-nodes (b)")
         if spec.nodes is not None:
             return Budget.from_nodes(spec.nodes, self.pool, self.task.lengths)
-        return Budget(float(spec.units or 0.0))
+        return units_budget(float(spec.units or 0.0), self.pool, self.task.lengths)
 
     def space(self) -> SearchSpace:
         """The search space: the pool under the budget, the output model fixed unless 'searched'."""
@@ -56,7 +57,8 @@ class Runtime:
             raise TtsGraphError(f"--output-model: {output!r} is not in the pool ({', '.join(self.pool.models)})")
         return SearchSpace(self.pool, self.task.lengths, self.budget(),
                            output_model=None if output == "searched" else output,
-                           temperature=self.config.sampling.temperature)
+                           temperature=self.config.sampling.temperature,
+                           unit_costs=paper_unit_costs(self.pool.models, self.task.name))
 
     def profile(self) -> Any:
         """The profile Agent-REINFORCE's initialization reads: `--profile FILE`, else the newest stored
@@ -101,7 +103,7 @@ async def build_runtime(config: RunConfig, *, models: Sequence[str] | None = Non
     only) replaces every binding. `evaluator` replaces the local evaluator. With `executor = "ray"`
     the backend sends cache misses to Ray actors (`ttsgraph.distributed`); the evaluator is the
     local one over it, so jobs are walked, cached and graded here exactly as in a local run."""
-    pool = load_pool(config.models)
+    pool = load_pool(config.pool_spec)
     task = pinned_task(config)
     if fake_backend is None:
         check_bindings(pool, list(models) if models is not None else None)

@@ -8,7 +8,7 @@ that would swamp a comparison of two accuracies on a few dozen items.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ class RunOutcome:
     test_seconds: float
     agent_seconds: float
     curve: list[tuple[int, float]]  # `selection.best_so_far`: (evaluations so far, accuracy)
+    agent_replies: dict[str, int] = field(default_factory=dict)  # `reply_outcomes` (agent optimizers only)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -73,13 +74,14 @@ class BenchRow:
     agent_seconds: float
     graph: dict[str, Any] | None = None
     per_item: list[float] = field(default_factory=list)  # mean correctness per test item (over seeds)
+    agent_replies: dict[str, int] = field(default_factory=dict)  # summed over seeds
     runs: list[RunOutcome] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("name", "kind", "seeds", "search_accuracy", "test_accuracy", "test_correct",
                                            "test_items", "test_errors", "planned_units", "evaluations",
                                            "backend_calls", "cache_hits", "eval_seconds", "test_seconds",
-                                           "agent_seconds", "graph", "per_item")}
+                                           "agent_seconds", "graph", "per_item", "agent_replies")}
         d["test_ci"] = list(self.test_ci)
         d["runs"] = [r.to_dict() for r in self.runs]
         return d
@@ -156,6 +158,26 @@ def load_result(out: Path) -> BenchResult:
         raise FileFormatError(f"cannot read the bench summary: {exc}", path=str(path)) from None
 
 
+REPLY_OUTCOMES = ("first_try", "after_retries", "fallback")
+
+
+def reply_outcomes(metas: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How an agent optimizer's update rounds went, from its trials' meta: the reply accepted on the
+    first try, accepted after retries, or none usable (the graph was sampled instead). Empty for an
+    optimizer without update rounds. A rule the agent was never told shows up here as fallbacks."""
+    out = dict.fromkeys(REPLY_OUTCOMES, 0)
+    for meta in metas:
+        if meta.get("phase") != "update":
+            continue
+        if meta.get("source") == "fallback-sample":
+            out["fallback"] += 1
+        elif int(meta.get("attempts", 1)) > 1:
+            out["after_retries"] += 1
+        else:
+            out["first_try"] += 1
+    return out if any(out.values()) else {}
+
+
 def aggregate(name: str, runs: list[RunOutcome]) -> BenchRow:
     """One row over seeds: means of the search figures, test accuracy pooled over seeds (Wilson
     interval on all seed × item outcomes), sums of calls and seconds."""
@@ -171,7 +193,9 @@ def aggregate(name: str, runs: list[RunOutcome]) -> BenchRow:
         evaluations=mean([r.evaluations for r in runs]), backend_calls=sum(r.backend_calls for r in runs),
         cache_hits=sum(r.cache_hits for r in runs), eval_seconds=sum(r.eval_seconds for r in runs),
         test_seconds=sum(r.test_seconds for r in runs), agent_seconds=sum(r.agent_seconds for r in runs),
-        graph=graph, per_item=per_item, runs=runs)
+        graph=graph, per_item=per_item, runs=runs,
+        agent_replies={k: sum(r.agent_replies.get(k, 0) for r in runs) for k in REPLY_OUTCOMES}
+        if any(r.agent_replies for r in runs) else {})
 
 
 def compare(rows: Sequence[BenchRow]) -> tuple[str | None, list[Comparison]]:

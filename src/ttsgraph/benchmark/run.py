@@ -14,7 +14,8 @@ from typing import Any
 from ttsgraph import selection
 from ttsgraph.benchmark.baselines import Progress, run_baselines
 from ttsgraph.benchmark.config import BenchConfig, check_config, optimizer_options, run_dir_for, uses_agent
-from ttsgraph.benchmark.results import BENCH_FILE, BenchResult, BenchRow, RunOutcome, aggregate, compare
+from ttsgraph.benchmark.results import (BENCH_FILE, BenchResult, BenchRow, RunOutcome, aggregate, compare,
+                                        reply_outcomes)
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.evaluator import evaluate_one
 from ttsgraph.executor import summarize
@@ -96,10 +97,11 @@ async def run_study(config: BenchConfig, rt: Runtime, space: SearchSpace, name: 
 
         result = await study.run(progress=on_event)
         curve = [(p.evaluations, p.accuracy) for p in selection.best_so_far(store.trials())]
+        replies = reply_outcomes(t.meta for t in store.trials("search"))
     return RunOutcome(
         optimizer=name, seed=seed, run_dir=str(run_dir), graph=result.best.graph.to_dict(),
         search_accuracy=float(result.search_accuracy), test_correct=[], test_errors=0,
         planned_units=float(result.best.planned_units), evaluations=int(result.evaluations),
         backend_calls=int(result.backend_calls), cache_hits=int(result.cache_hits),
         eval_seconds=float(result.eval_seconds), test_seconds=0.0, agent_seconds=float(result.agent_seconds),
-        curve=curve)
+        curve=curve, agent_replies=replies)

@@ -1,7 +1,8 @@
 """`ttsgraph bench`: optimizers and fixed baselines side by side on one task, budget and seeds.
 
 Prints one table (search accuracy, test accuracy ± 95% CI, planned units, evaluations, backend
-calls, cache hits, eval/agent seconds), a paired comparison of each optimizer against the best
+calls, cache hits, eval/agent seconds, and for agent optimizers how their update replies went:
+accepted first try / after retries / fell back to sampling), a paired comparison of each optimizer against the best
 baseline on the same test items, and writes `bench.json` plus a PNG of best-so-far accuracy
 against evaluations into `--out`. With `--json`, stdout holds exactly one JSON object.
 """
@@ -19,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ttsgraph.benchmark import DEFAULT_OPTIMIZERS, BenchConfig, BenchResult, load_result, run_bench
+from ttsgraph.benchmark.results import REPLY_OUTCOMES
 from ttsgraph.cli import flags
 from ttsgraph.cli.app import app
 from ttsgraph.cli.common import console, emit_json, handle_errors, out, parse_pairs
@@ -50,7 +52,8 @@ def print_result(result: BenchResult, out_dir: Path | None = None) -> None:
                         f"pool {cfg['pool']} · {cfg['iterations']}×{cfg['batch']} evaluations · {cfg['seeds']} seed(s)")
     for col, justify in (("row", "left"), ("kind", "left"), ("seeds", "right"), ("search %", "right"),
                          ("test % [95% CI]", "right"), ("units", "right"), ("evals", "right"), ("calls", "right"),
-                         ("hits", "right"), ("eval s", "right"), ("agent s", "right"), ("test s", "right")):
+                         ("hits", "right"), ("eval s", "right"), ("agent s", "right"), ("test s", "right"),
+                         ("replies 1st/retry/fallback", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     best = result.best_baseline
     kinds = {"optimizer": "optimizer", "single": "baseline", "self-consistency": "baseline (SC)"}
@@ -62,6 +65,7 @@ def print_result(result: BenchResult, out_dir: Path | None = None) -> None:
             f"{_pct(r.test_accuracy)} [{_pct(r.test_ci[0])}–{_pct(r.test_ci[1])}]{err}",
             f"{r.planned_units:.2f}", f"{r.evaluations:g}", str(r.backend_calls), str(r.cache_hits),
             f"{r.eval_seconds:.0f}", f"{r.agent_seconds:.0f}", f"{r.test_seconds:.0f}",
+            "/".join(str(r.agent_replies.get(k, 0)) for k in REPLY_OUTCOMES) if r.agent_replies else "—",
         )
     out.print(table)
     if result.comparisons:

@@ -154,7 +154,7 @@ def print_result(result: StudyResult, study: Study) -> None:
 @handle_errors
 @flags.with_run_flags
 def search_command(
-    budget: float | None = typer.Option(None, "--budget", help="Budget in normalized units (1 = one reference-model call)."),
+    budget: float | None = typer.Option(None, "--budget", help="Budget in normalized units (1 = one reference-model call). The paper's MATH budgets 18/42/80 are --budget-nodes 4/8/12 (17.79/42.96/79.15 units): 42 units buys only b = 7."),
     budget_nodes: int | None = typer.Option(None, "--budget-nodes", "-b", help="Budget as a node count b (SPEC §2.3)."),
     optimizer: str | None = typer.Option(None, "--optimizer", help="agent-reinforce (default), random, tpe, reinforce, textgrad, hybrid."),
     opt: list[str] = flags.OPT,
@@ -173,6 +173,7 @@ def search_command(
     race_items: int | None = typer.Option(None, "--race-items", min=1, help="Items per racing re-score (default: batch)."),
     test_limit: int | None = typer.Option(None, "--test-limit", min=0, help="Score the result on this many test items (0: skip; default all)."),
     output_model: str | None = typer.Option(None, "--output-model", help="The output node's model (default: the pool's; 'searched' to search it)."),
+    output_max_tokens: int | None = typer.Option(None, "--output-max-tokens", min=1, help="Max tokens of the output node (default: --max-tokens; the paper: 1000 vs 4096)."),
     as_json: bool = flags.JSON,
     run: flags.RunFlags = flags.FILLED_IN,
 ) -> None:
@@ -184,6 +185,7 @@ def search_command(
         "optimizer.options": options or None, "profile": profile, "iterations": iterations, "batch": batch,
         "seed": seed, "select": select, "objective": objective, "latency_weight": latency_weight, "race": race,
         "race_items": race_items, "test_limit": test_limit, "output_model": output_model,
+        "sampling.output_max_tokens": output_max_tokens,
     })
     if resume:
         if out_dir is None:

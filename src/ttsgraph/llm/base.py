@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,6 +36,9 @@ class SamplingParams:
     json_schema: str | None = None
     """A JSON Schema (as JSON text) the reply must follow; backends that can constrain decoding
     (llama.cpp grammars, OpenAI `response_format`) enforce it, so weak optimizer agents always parse."""
+    output_max_tokens: int | None = None
+    """A graph's output node's own cap (the paper's FinalDecision had 1000 tokens, its workers 4096);
+    None: `max_tokens`. A graph-level setting: `for_node` resolves it, so no call carries it."""
 
     def __post_init__(self) -> None:
         # Accept a list for `stop` (JSON/TOML hand us lists) but keep the object hashable.
@@ -43,6 +46,8 @@ class SamplingParams:
             object.__setattr__(self, "stop", tuple(self.stop))
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.output_max_tokens is not None and self.output_max_tokens < 1:
+            raise ValueError(f"output_max_tokens must be >= 1, got {self.output_max_tokens}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -51,11 +56,21 @@ class SamplingParams:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["stop"] = list(self.stop)
+        if d["output_max_tokens"] is None:  # unset: request keys (and cached replies) stay what they were
+            del d["output_max_tokens"]
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SamplingParams:
-        return cls(**{k: data[k] for k in ("temperature", "top_p", "max_tokens", "stop", "json_schema") if k in data})
+        keys = ("temperature", "top_p", "max_tokens", "stop", "json_schema", "output_max_tokens")
+        return cls(**{k: data[k] for k in keys if k in data})
+
+    def for_node(self, is_output: bool) -> SamplingParams:
+        """The settings of one node's call: the output node gets `output_max_tokens` when set."""
+        if self.output_max_tokens is None:
+            return self
+        cap = self.output_max_tokens if is_output else self.max_tokens
+        return replace(self, max_tokens=cap, output_max_tokens=None)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 model mixes, the smaller variants of each pick, and the one-item pretest that chooses among them.
 
 Kept apart from the update round because it is a different question to the agent (which models,
-not which edges) with its own fallback (random picks), and TextGrad replaces it wholesale.
+not which edges) with its own fallback (random picks), and TextGrad replaces it wholesale. The
+pretest's and the initial graph are drawn by the GPTSwarm sampler (`swarm_draw`), as the paper's
+were: sparse graphs whose unreached workers are dropped, not every worker wired in.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from ttsgraph.graph import Graph, Node
+from ttsgraph.search.agent_prompts import edge_key
 from ttsgraph.search.agent_replies import parse_init_reply
 from ttsgraph.search.agent_state import Counts, Phase
+from ttsgraph.search.agent_update import potential, sample_from_table
 from ttsgraph.search.base import Evaluation, Proposal
-from ttsgraph.search.space import SearchSpace
+from ttsgraph.search.space import OUTPUT_ID, SearchSpace, worker_id
 
 PRETEST_EDGE_P = 0.5  # the pretest's random graphs: edges ~ Bern(sigmoid(0)) (SPEC §4.1)
 
@@ -64,13 +68,27 @@ def variants(picked: Sequence[Counts], models: Sequence[str], per_pick: int) -> 
     return out
 
 
+def swarm_draw(space: SearchSpace, counts: Mapping[str, int], rng: np.random.Generator, edge_p: float) -> Graph:
+    """A graph of the GPTSwarm sampler (SPEC §3.2) with these worker counts: the models placed on
+    `n1..nk` at random, every potential edge (both directions, then worker → output) walked in a
+    fixed order and kept with probability `edge_p` unless it closes a cycle, redrawn until the
+    output has a predecessor, roles by the sampler's rule. Workers the draw leaves without a path to
+    the output stay in it (they are not run); nothing is repaired yet."""
+    models = space.placement(counts, rng)
+    ids = [worker_id(k) for k in range(len(models))]
+    placement = Graph([Node(i, m) for i, m in zip(ids, models)] + [Node(OUTPUT_ID, space.output_candidates()[0])],
+                      [], OUTPUT_ID)
+    table = {edge_key(u, v): edge_p for u, v in potential(ids, OUTPUT_ID)}
+    return sample_from_table(space, table, placement, rng)
+
+
 def pretest_proposals(space: SearchSpace, mixes: Sequence[Counts], rng: np.random.Generator) -> list[Proposal]:
-    """One random all-assistant graph per mix, each scored on one item: a screening probe that
-    chooses the mix and never competes for the selected graph (`candidate=False`)."""
+    """One sampled all-assistant graph per mix (edges at p = 0.5), each scored on one item: a
+    screening probe that chooses the mix and never competes for the selected graph (`candidate=False`)."""
     proposals = []
     for k, counts in enumerate(mixes):
-        g = space.random_graph(counts, rng, PRETEST_EDGE_P)
-        g = Graph([Node(n.id, n.model, "assistant") for n in g.nodes], list(g.edges), g.output)
+        g = swarm_draw(space, counts, rng, PRETEST_EDGE_P)
+        g = space.repair(Graph([Node(n.id, n.model, "assistant") for n in g.nodes], list(g.edges), g.output))[0]
         proposals.append(Proposal(g, 1, {"phase": Phase.PRETEST.value, "variant": k, "counts": counts},
                                   candidate=False))
     return proposals

@@ -111,13 +111,8 @@ def profile_text(profile: Mapping[str, Any] | None) -> str:
     `profile` is `Profile.to_dict()` (ttsgraph.profile) or None when nothing was measured."""
     if not profile:
         return "No measurements are available for this task; rely on the insights."
-    lines: list[str] = []
-    source = profile.get("source", "measured")
-    singles = profile.get("singles") or {}
-    if singles:
-        lines.append(f"Each model alone ({source}, accuracy on {profile.get('items', '?')} search items):")
-        for model, row in singles.items():
-            lines.append(f"  {model}: {_pct(row.get('accuracy'))}")
+    singles = singles_text(profile)
+    lines: list[str] = [singles] if singles else []
     mixes = profile.get("mixes") or []
     if mixes:
         budget = profile.get("mix_budget")
@@ -126,6 +121,17 @@ def profile_text(profile: Mapping[str, Any] | None) -> str:
         for row in mixes:
             lines.append(f"  {counts_text(row.get('counts', {}))}: {_pct(row.get('accuracy'))}")
     return "\n".join(lines) if lines else "No measurements are available for this task; rely on the insights."
+
+
+def singles_text(profile: Mapping[str, Any] | None) -> str | None:
+    """Each model's accuracy alone, from the profile (SPEC §4.3: the update prompt shows these too),
+    or None when the profile has none."""
+    singles = (profile or {}).get("singles") or {}
+    if not singles:
+        return None
+    assert profile is not None
+    head = f"Each model alone ({profile.get('source', 'measured')}, accuracy on {profile.get('items', '?')} search items):"
+    return "\n".join([head] + [f"  {model}: {_pct(row.get('accuracy'))}" for model, row in singles.items()])
 
 
 def _pct(value: Any) -> str:
@@ -205,6 +211,28 @@ def init_schema(n_combos: int, picks: int = 2) -> dict[str, Any]:
 # Update (SPEC §4.2, §4.3, §4.5)
 # ---------------------------------------------------------------------------------------------
 
+def worked_example(models: Sequence[str], output_id: str, output_model: str, *, json_reply: bool) -> str:
+    """One made-up round and a reply that follows the rules (the paper's update prompt shows a worked
+    example, SPEC §4.2). Its ids (x1, x2) are not the graph's, so it cannot be copied as the answer."""
+    from ttsgraph.graph import Graph, Node
+    from ttsgraph.graph_io import to_text
+
+    small, large = models[0], models[-1]
+    after = Graph([Node("x2", small), Node("x1", large, "fuser"), Node(output_id, output_model)],
+                  [("x2", "x1"), ("x1", output_id)], output_id)
+    table = [{"src": "x1", "dst": output_id, "prob": 0.6}, {"src": "x2", "dst": "x1", "prob": 0.2},
+             {"src": "x2", "dst": output_id, "prob": 0.0}]
+    if json_reply:
+        reply = json.dumps({"graph": graph_json(after), "edge_probabilities": edge_table_json(table)},
+                           separators=(",", ":"))
+    else:
+        reply = f"Graph:\n{json.dumps(to_text(after))}\nEdge-probabilities:\n{json.dumps(edge_table_text(table).splitlines())}"
+    return (f"Worked example (made-up ids and numbers; your graph has its own): the last graph was x1 ({large}) -> "
+            f"{output_id}, with x2 ({small}) unused, and it scored 67%. Edge x1->{output_id} was used and the score "
+            f"is good, so its probability goes up; growing outward from the output, x2 now feeds x1, which fuses "
+            f"x2's answer with its own; the unused edge x2->{output_id} stays low. The reply:\n{reply}")
+
+
 def update_prompt(
     *,
     task: str,
@@ -220,12 +248,17 @@ def update_prompt(
     json_reply: bool = True,
     stripped: bool = False,
     note: str | None = None,
+    singles: str | None = None,
+    example: str | None = None,
 ) -> str:
     """The feedback prompt of one round: what the last graph was, how it did, and how to answer.
 
     `graph` is the last graph (a `Graph`), shown in the Node-line text form; with `json_reply` the
     last graph and table are also shown in the JSON reply form so a weak agent can copy and edit
-    them. `latency` (seconds per question) is shown under the latency objective."""
+    them. `latency` (seconds per question) is shown under the latency objective. `singles`
+    (`singles_text`) and `example` (`worked_example`) are the profile's single-model accuracies
+    and the worked example (SPEC §4.3), left out when None (the caller drops them to fit a small
+    agent's context)."""
     from ttsgraph.graph_io import to_text
 
     result = f"accuracy {100 * accuracy:.0f}% on a batch of {batch} {task} search questions"
@@ -233,7 +266,8 @@ def update_prompt(
         result += f"; mean latency {latency:.2f} s per question"
     parts = [
         f"Task: {task}. We are optimizing a multi-agent system for it. {SYSTEM_IS_A_DAG}",
-        f"Required models (number of nodes of each): {counts_text(counts)}.",
+        (f"Models in the graph (number of nodes of each): {counts_text(counts)}." if stripped else
+         f"Required models (number of nodes of each): {counts_text(counts)}."),
         f"Last round: {result}.",
         f"Last graph:\n{to_text(graph)}",
     ]
@@ -246,8 +280,12 @@ def update_prompt(
     if not stripped:
         insights = list(UPDATE_INSIGHTS) + (list(LATENCY_UPDATE_INSIGHTS) if latency_objective else [])
         parts.append("What pilot studies found:\n" + _bullets(insights))
+    if singles:
+        parts.append(singles)
     parts.append("Goal: lower the latency while the accuracy stays usable." if latency_objective
                  else "Goal: raise the accuracy.")
+    if example:
+        parts.append(example)
     if json_reply:
         last = {"graph": graph_json(graph), "edge_probabilities": edge_table_json(table)}
         parts.append(

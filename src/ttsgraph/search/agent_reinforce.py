@@ -8,8 +8,8 @@ One study of this optimizer goes through four phases (`Phase`), each an ask/tell
 2. **pretest** — smaller variants of both picks (drop the smallest models first, up to
    `pretest_variants` per pick) are each scored on one search item as screening probes
    (`Proposal.candidate=False`), so the study counts and stores them; the best variant's mix is kept;
-3. **initial** — a random graph with that mix (`space.random_graph`, GPTSwarm density, roles per
-   SPEC §3.2) is scored on a batch;
+3. **initial** — a graph of the GPTSwarm sampler with that mix (`agent_init.swarm_draw`: edge
+   density 0.119, roles and dropped unreached nodes per SPEC §3.2) is scored on a batch;
 4. **update** (every later round) — the agent sees the task, the required model counts, the last
    graph, its accuracy (and latency under the latency objective), the edge-probability table,
    the last two exchanges and the rules; it replies with the next graph and an updated table.
@@ -17,6 +17,7 @@ One study of this optimizer goes through four phases (`Phase`), each an ask/tell
    are retried up to `agent_retries` times with the error fed back (`agent_loop`); if every
    attempt fails, the next graph is sampled from the current table and the reason is recorded.
    The graph is then repaired to the budget (nodes removed that way leave the required counts).
+   Node ids stay the same from round to round, so the history speaks of the graph being edited.
 
 With `proposal="sample"` the next graph is drawn from the agent's updated table (θ) with the
 agent's model placement instead of taken as written (the paper's text framing, SPEC §10.3).
@@ -40,12 +41,12 @@ from ttsgraph.search import agent_prompts as P
 from ttsgraph.search import agent_update as U
 from ttsgraph.search.agent import AgentOptions, Exchange, agent_client, default_agent
 from ttsgraph.search.agent_init import (choose_variant, combos_of, picks_parser, pretest_proposals, random_picks,
-                                        variants)
+                                        swarm_draw, variants)
 from ttsgraph.search.agent_loop import Answer, ask_parsed
 from ttsgraph.search.agent_replies import parse_update_reply
 from ttsgraph.search.agent_state import AgentState, Counts, Pending, Phase
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal, SearchContext, register
-from ttsgraph.search.space import DEFAULT_EDGE_P, SearchSpace, counts_of
+from ttsgraph.search.space import DEFAULT_EDGE_P, SearchSpace
 
 OBJECTIVES = ("accuracy", "accuracy-latency")
 LOCAL_AGENT_CONTEXT = 2048  # tokens: an embedded agent's default context window
@@ -84,6 +85,7 @@ class AgentReinforce(Optimizer):
     opts: UpdateOptions
     initial_edge_prob: ClassVar[float] = 0.0  # the table over the initial graph
     stripped_prompt: ClassVar[bool] = False  # True: update prompts without the insights (TextGrad)
+    lenient_replies: ClassVar[bool] = False  # True: check only what the stripped prompt states (TextGrad)
     reads_profile: ClassVar[bool] = True  # the initialization prompt shows `context.profile`
     picks: ClassVar[int] = 2
 
@@ -182,12 +184,13 @@ class AgentReinforce(Optimizer):
         return proposals
 
     def _ask_initial(self, counts: Counts) -> list[Proposal]:
-        graph, _ = U.compact(self.space.random_graph(counts, self.rng, self.opts.edge_p))
-        new_counts = {m: counts_of(graph).get(m, 0) for m in self.model_order}
-        table = {P.edge_key(u, v): self.initial_edge_prob for u, v in U.potential(graph.ids, graph.output,
-                                                                                   self.json_reply)}
-        self._pending = Pending(Phase.INITIAL, counts=new_counts, view=graph, table=table)
-        return [Proposal(graph, self.batch, {"phase": Phase.INITIAL.value, "counts": new_counts})]
+        draw = swarm_draw(self.space, counts, self.rng, self.opts.edge_p)
+        table = {P.edge_key(u, v): self.initial_edge_prob for u, v in U.potential(draw.ids, draw.output)}
+        settled = U.settle(self.space, draw, table, self.json_reply)
+        self._pending = Pending(Phase.INITIAL, counts=settled.counts, view=settled.view, table=settled.table,
+                                note=settled.note)
+        return [Proposal(settled.proposal, self.batch, {"phase": Phase.INITIAL.value, "counts": settled.counts,
+                                                        **settled.meta})]
 
     # ---- update rounds ---------------------------------------------------------------------------
     def _table_rows(self) -> list[dict[str, Any]]:
@@ -195,22 +198,38 @@ class AgentReinforce(Optimizer):
         return U.table_rows(self.state.view, self.state.table, self.json_reply)
 
     def _update_prompt(self) -> str:
-        """The prompt of an update round: the last graph, its score, the table, the rules."""
+        """The prompt of an update round: the last graph, its score, the table, the rules, and (not
+        for TextGrad) the single-model accuracies and the worked example. With a small agent
+        context the example goes first, then the accuracies, until the prompt leaves room for a reply."""
         s = self.state
         assert s.view is not None
         out = s.view.node(s.view.output)
-        return P.update_prompt(task=self.task_name, counts={m: k for m, k in s.counts.items() if k > 0},
-                               graph=s.view, accuracy=float(s.last.get("accuracy", 0.0)),
-                               batch=int(s.last.get("scored", self.batch) or self.batch), table=self._table_rows(),
-                               output_id=out.id, output_model=out.model, latency=s.last.get("latency"),
-                               latency_objective=self.latency, json_reply=self.json_reply, note=s.note,
-                               stripped=self.stripped_prompt)
+        counts = {m: k for m, k in s.counts.items() if k > 0}
+        extras: list[tuple[str | None, str | None]] = [(None, None)]
+        if not self.stripped_prompt:
+            profile = self.ctx.profile.to_dict() if self.ctx.profile is not None else None
+            singles = P.singles_text(profile)
+            example = P.worked_example(list(counts) or self.model_order, out.id, out.model,
+                                       json_reply=self.json_reply)
+            extras = [(singles, example), (singles, None), (None, None)]
+        for singles, example in extras:
+            prompt = P.update_prompt(task=self.task_name, counts=counts, graph=s.view,
+                                     accuracy=float(s.last.get("accuracy", 0.0)),
+                                     batch=int(s.last.get("scored", self.batch) or self.batch),
+                                     table=self._table_rows(), output_id=out.id, output_model=out.model,
+                                     latency=s.last.get("latency"), latency_objective=self.latency,
+                                     json_reply=self.json_reply, note=s.note, stripped=self.stripped_prompt,
+                                     singles=singles, example=example)
+            if self.agent_window is None or U.fits_context(prompt, self.agent_window, self.client.params.max_tokens):
+                break
+        return prompt
 
     async def _ask_update(self) -> list[Proposal]:
         s = self.state
         assert s.view is not None
         user = self._update_prompt()
-        rules = U.rules_for(s.view, s.counts, self.model_order, forward_only=self.json_reply, latency=self.latency)
+        rules = U.rules_for(s.view, s.counts, self.model_order, forward_only=self.json_reply, latency=self.latency,
+                            lenient=self.lenient_replies)
         schema = (P.update_schema(list(rules.ids), rules.output_id, list(rules.models), rules.output_model,
                                   rules.output_role, list(rules.edges)) if self.json_reply else None)
         messages = U.history_messages(user, s.turns, keep=self.opts.history, workers=sum(s.counts.values()),
@@ -234,7 +253,7 @@ class AgentReinforce(Optimizer):
             graph = U.sample_from_table(self.space, table, s.view, self.rng)
             meta["source"], meta["fallback"] = "fallback-sample", answer.reason
             self.client.annotate(fallback="sampled the next graph from the current edge table")
-        settled = U.settle(self.space, graph, s.counts, table, self.json_reply)
+        settled = U.settle(self.space, graph, table, self.json_reply)
         meta.update(settled.meta)
         meta["counts"] = settled.counts
         meta["retries"] = answer.retries

@@ -4,7 +4,10 @@ An agent reply is untrusted text. Whatever it says is checked against the rules 
 before it can become a graph: every node id known and listed once, the required model counts,
 the output node untouched, an acyclic graph with valid roles, probabilities in [0, 1], no CJK
 text. A violation raises `AgentReplyError` whose message is fed back to the agent on retry, so
-it names the offending node, edge or line.
+it names the offending node, edge or line. An agent is only held to the rules it was told:
+with `Rules.lenient` (TextGrad's stripped prompt states only the schema, acyclicity and the
+output node) model counts are free and broken roles are repaired, not rejected; the budget
+repair then applies as to every graph.
 
 Both reply forms are accepted whatever was asked for: the JSON object of
 `agent_prompts.update_schema` (also a list-of-nodes variant) and the paper's text form
@@ -23,6 +26,7 @@ from typing import Any
 from ttsgraph.errors import AgentReplyError, FileFormatError, GraphError
 from ttsgraph.graph import Graph, Node, normalize_role
 from ttsgraph.graph_io import from_text
+from ttsgraph.search.role_rules import fix_roles
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef]")
 _TABLE_LINE = re.compile(
@@ -45,6 +49,7 @@ class Rules:
     counts: Mapping[str, int]
     edges: tuple[tuple[str, str], ...]
     latency: bool = False
+    lenient: bool = False  # check only the schema, acyclicity and the output node; repair roles
 
 
 @dataclass
@@ -153,6 +158,8 @@ def parse_update_reply(text: str, rules: Rules) -> UpdateReply:
         form = "text"
     else:
         raise AgentReplyError('the reply has neither a JSON object with "graph" nor a "Graph:" block')
+    if rules.lenient and not graph.find_cycle():  # a cycle is reported by the checks below
+        graph = fix_roles(graph)
     _check_rules(graph, rules)
     return UpdateReply(graph, table, form)
 
@@ -298,6 +305,8 @@ def _check_rules(graph: Graph, rules: Rules) -> None:
     except GraphError as exc:
         raise AgentReplyError(f"invalid graph: {exc}") from None
     workers = [n for n in graph.nodes if n.id != rules.output_id]
+    if rules.lenient:
+        return
     if rules.latency:
         used_ids = graph.ancestors(rules.output_id)
         used = Counter(n.model for n in workers if n.id in used_ids)

@@ -5,10 +5,12 @@ compete for the same budget with the same rules:
 
 - the budget is in normalized units (SPEC §2.3); a budget given in units maps to the node budget b
   of the largest reference graph that fits, which is what the model-count mixes are built from;
-- each model has an integer unit cost (its d=0 cost in units, rounded, at least 1), and the mixes
-  (`combos`) are the worker counts that fit b: the budget is a ceiling, not a target, so under-filled
-  mixes are candidates too (`budget_filling=True`: only those with the smallest leftover, as the
-  paper's code does);
+- each model has an integer unit cost, and the mixes (`combos`) are the worker counts that fit b:
+  the budget is a ceiling, not a target, so under-filled mixes are candidates too
+  (`budget_filling=True`: only those with the smallest leftover, as the paper's code does). The
+  costs are given (the paper's table for its own pool and tasks, `unit_costs.paper_unit_costs`) or
+  derived: a model's d=0 cost in units, rounded, at least 1 — which is *not* the paper's table (its
+  8B costs 9, not 8);
 - the output node is the pool's `output` model (the paper fixes it) unless `output_model=None`,
   in which case its model is searched like the others;
 - a graph over budget is repaired by deleting its smallest-model node until it fits, never
@@ -27,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ttsgraph.cost import Budget, TaskLengths, planned_node_flops, planned_units, reference_bound_units, unit_flops
+from ttsgraph.cost import (MAX_NODE_BUDGET, Budget, TaskLengths, planned_node_flops, planned_units,
+                           reference_bound_units, unit_flops)
 from ttsgraph.errors import BudgetError, GraphError
 from ttsgraph.graph import Graph, Node
 from ttsgraph.models import ModelPool
@@ -37,7 +40,6 @@ OUTPUT_ID = "out"
 DEFAULT_EDGE_P = 0.119
 """sigmoid(−2): the GPTSwarm sampler's initial edge density at temperature 1 (SPEC §3.2), which
 random graphs use too."""
-MAX_NODE_BUDGET = 256
 _POOL_OUTPUT: Any = object()  # sentinel: "the pool's output model" (None means "searched")
 
 
@@ -53,6 +55,8 @@ class SearchSpace:
     `edge_temperature` is the GPTSwarm sampler's: an edge with logit ℓ is drawn with probability
     sigmoid(ℓ − 2/edge_temperature), so fresh graphs start sparse (0.119 at temperature 1).
     `max_nodes` caps the worker nodes of any mix (default: no cap beyond the budget).
+    `unit_costs` gives every pool model's integer cost for the mixes (default: derived, see
+    `unit_costs()`); the runtime passes the paper's table for the paper's pool and tasks.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class SearchSpace:
         max_nodes: int | None = None,
         temperature: float = 0.1,
         edge_temperature: float = 1.0,
+        unit_costs: Mapping[str, int] | None = None,
     ) -> None:
         self.pool = pool
         self.lengths = lengths
@@ -80,6 +85,7 @@ class SearchSpace:
         self.edge_temperature = edge_temperature
         self.models: list[str] = pool.by_size()  # smallest first
         self._unit = unit_flops(pool, lengths)
+        self._given_costs = self._checked_costs(unit_costs)
         self.node_budget = budget.nodes if budget.nodes is not None else self._node_budget_for(budget.units)
         if self.node_budget < 1:
             raise BudgetError(
@@ -109,8 +115,22 @@ class SearchSpace:
     def fits(self, graph: Graph) -> bool:
         return self.units(graph) <= self.budget.units + 1e-9
 
+    def _checked_costs(self, costs: Mapping[str, int] | None) -> dict[str, int] | None:
+        if costs is None:
+            return None
+        missing = [m for m in self.models if m not in costs]
+        bad = [m for m in self.models if m in costs and (not isinstance(costs[m], int) or costs[m] < 1)]
+        if missing or bad:
+            raise BudgetError("unit costs must give every pool model an integer >= 1"
+                              + (f"; missing {', '.join(missing)}" if missing else "")
+                              + (f"; invalid for {', '.join(bad)}" if bad else ""))
+        return {m: int(costs[m]) for m in self.models}
+
     def unit_costs(self) -> dict[str, int]:
-        """Integer node costs for model mixes: each model's d=0 cost in units, rounded, at least 1."""
+        """Integer node costs for model mixes: the given table, else each model's d=0 cost in
+        units, rounded, at least 1."""
+        if self._given_costs is not None:
+            return dict(self._given_costs)
         return {m: max(1, int(round(self.node_units(m, 0)))) for m in self.models}
 
     def combos(self, budget_filling: bool = False) -> list[dict[str, int]]:
@@ -187,6 +207,18 @@ class SearchSpace:
             g = fix_roles(g)
         return g, removed
 
+    def placement(self, counts: Mapping[str, int], rng: np.random.Generator) -> list[str]:
+        """A mix's worker models in a random order (worker k gets the k-th): how every random graph
+        places its models. Unknown models and an empty mix are errors."""
+        unknown = set(counts) - set(self.models)
+        if unknown:
+            raise GraphError(f"unknown model(s) in counts: {', '.join(sorted(unknown))}")
+        models = [m for m in self.models for _ in range(int(counts.get(m, 0)))]
+        if not models:
+            raise BudgetError("a model mix needs at least one worker node")
+        rng.shuffle(models)
+        return models
+
     def random_graph(self, counts: Mapping[str, int], rng: np.random.Generator, edge_p: float = DEFAULT_EDGE_P,
                      output_model: str | None = None, vote_p: float = 0.0) -> Graph:
         """A random graph with exactly these worker model counts (before any budget repair).
@@ -198,13 +230,7 @@ class SearchSpace:
         probability `vote_p` the output is a vote instead (no model; no draw is made when `vote_p`
         is 0, so seeds keep their graphs). The result is repaired to the budget.
         """
-        models = [m for m in self.models for _ in range(int(counts.get(m, 0)))]
-        unknown = set(counts) - set(self.models)
-        if unknown:
-            raise GraphError(f"unknown model(s) in counts: {', '.join(sorted(unknown))}")
-        if not models:
-            raise BudgetError("a model mix needs at least one worker node")
-        rng.shuffle(models)
+        models = self.placement(counts, rng)
         ids = [worker_id(k) for k in range(len(models))]
         perm = [ids[k] for k in rng.permutation(len(ids))]
         edges: list[tuple[str, str]] = []
@@ -245,7 +271,8 @@ class SearchSpace:
     def describe(self) -> dict[str, Any]:
         return {"pool": self.pool.name, "models": self.models, "budget_units": self.budget.units,
                 "node_budget": self.node_budget, "output_model": self.output_model,
-                "unit_costs": self.unit_costs(), "max_nodes": self.max_nodes,
+                "unit_costs": self.unit_costs(), "unit_costs_given": self._given_costs is not None,
+                "max_nodes": self.max_nodes,
                 "temperature": self.temperature, "edge_temperature": self.edge_temperature}
 
 

@@ -8,7 +8,10 @@ the difference measures the value of the insights:
 - the model mix is drawn at random from the combos (no agent initialization, no
   pretest, no data);
 - every update uses the *stripped* prompt (`agent_prompts.update_prompt(stripped=True)`: only the
-  reply schema, acyclicity and "leave the output node alone"), with history;
+  reply schema, acyclicity and "leave the output node alone"), with history, and its replies are
+  held to those rules only (`Rules.lenient`): any pool model on any worker, roles repaired, the
+  budget repair for the rest, as the paper's code did; rejecting replies for rules the agent was
+  never told would make it fall back to sampling far more often than the paper's TextGrad;
 - the edge-probability table starts at 0.5 everywhere instead of 0.
 
 The agent loop itself (retries, budget repair, fallbacks, audit log, resumable state) is
@@ -36,6 +39,7 @@ class TextGrad(AgentReinforce):
     Options: ClassVar[type[AgentOptions]] = UpdateOptions
     initial_edge_prob: ClassVar[float] = 0.5
     stripped_prompt: ClassVar[bool] = True
+    lenient_replies: ClassVar[bool] = True
     reads_profile: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, iterations: int = 10, batch: int = 3,

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttsgraph.config import BackendSettings, Sampling
+from ttsgraph.config import BackendSettings, Sampling, pool_spec_of
 from ttsgraph.cost import PAPER_LENGTHS, TaskLengths
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.llm.router import check_bindings
@@ -62,7 +62,7 @@ def prepare(options: ServeOptions, *, check: bool = True) -> Prepared:
         raise TtsGraphError("--max-concurrency must be >= 1, --queue >= 0 and --request-timeout > 0")
     sources = read_sources(options.graphs)
     run = next((s.run_config for s in sources if s.run_config), None) or {}
-    pool = load_pool(options.models or run.get("models"))
+    pool = load_pool(options.models or pool_spec_of(run))  # the run's optimizer's pool (method_pools)
     task = None
     if options.task:
         from ttsgraph.tasks import load_task
