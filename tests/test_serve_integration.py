@@ -229,3 +229,31 @@ def test_cli_serves_and_sigterm_lets_the_request_in_flight_finish(tmp_path: Path
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+_CLOSE_MID_GENERATION = """
+import asyncio, time
+from ttsgraph.llm.base import SamplingParams
+from ttsgraph.llm.local import LocalBackend
+
+async def main():
+    backend = LocalBackend()
+    await backend.complete("smollm2-135m", [{"role": "user", "content": "Hi"}], SamplingParams(max_tokens=2))
+    long = asyncio.ensure_future(backend.complete(
+        "smollm2-135m", [{"role": "user", "content": "Write a long story."}], SamplingParams(max_tokens=1500), 1))
+    await asyncio.sleep(0.5)
+    long.cancel()  # as a timed-out request is: its worker thread is still generating
+    await backend.aclose()
+    time.sleep(1.0)
+    print("closed")
+
+asyncio.run(main())
+"""
+
+
+def test_closing_the_local_backend_mid_generation_waits_for_the_thread() -> None:
+    # A server stopped while a timed-out request still generated freed the model under the worker
+    # thread and the process died of a segfault; run in a child so a crash is a failure, not a stop.
+    done = subprocess.run([sys.executable, "-c", _CLOSE_MID_GENERATION], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "closed" in done.stdout, (done.returncode, done.stderr[-2000:])

@@ -209,6 +209,7 @@ class LocalBackend(BackendBase):
         self.n_threads = n_threads or int(os.environ.get("TTSGRAPH_THREADS", "2"))
         self._loaded: dict[str, Any] = {}
         self._locks = {name: threading.Lock() for name in self.models}
+        self._in_flight: set[threading.Event] = set()  # the cancel events of running generations
 
     async def complete(
         self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
@@ -284,6 +285,16 @@ class LocalBackend(BackendBase):
         """One generation in the calling (worker) thread; `on_piece` set = stream its text."""
         spec = self.models[model]
         seed = base.derive_seed(model, messages, params, sample)
+        self._in_flight.add(cancel)
+        try:
+            return self._generate_locked(model, spec, messages, params, seed, cancel, on_piece)
+        finally:
+            self._in_flight.discard(cancel)
+
+    def _generate_locked(
+        self, model: str, spec: LocalModel, messages: list[Message], params: SamplingParams, seed: int,
+        cancel: threading.Event, on_piece: Callable[[str], None] | None,
+    ) -> Completion:
         with self._locks[model], _compute_slots(self.n_threads):
             if cancel.is_set():  # cancelled while waiting for the model: never start
                 raise BackendError("cancelled", model=model)
@@ -350,12 +361,21 @@ class LocalBackend(BackendBase):
                           seconds=seconds)
 
     async def aclose(self) -> None:
-        """Free the loaded models."""
-        for llm in self._loaded.values():
-            close = getattr(llm, "close", None)
-            if callable(close):
-                close()
-        self._loaded.clear()
+        """Free the loaded models, but only once no thread is using them: a request that timed out
+        or was cancelled leaves its worker thread generating until its next token, and freeing the
+        model under it crashes the process (a segfault, seen when a server stopped mid-request)."""
+        for cancel in list(self._in_flight):
+            cancel.set()
+        for name, llm in list(self._loaded.items()):
+            lock = self._locks[name]
+            await asyncio.to_thread(lock.acquire)  # the running generation stops within a token
+            try:
+                close = getattr(llm, "close", None)
+                if callable(close):
+                    close()
+                del self._loaded[name]
+            finally:
+                lock.release()
 
 
 def _main(argv: list[str] | None = None) -> int:
