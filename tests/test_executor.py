@@ -14,7 +14,6 @@ from ttsgraph.errors import BackendError, GraphError
 from ttsgraph.executor import Executor, critical_path, summarize
 from ttsgraph.graph import Graph, Node, chain, parallel, single
 from ttsgraph.llm.base import Completion, Message, SamplingParams
-from ttsgraph.llm.cache import CachedBackend
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.llm.router import build_backend
 from ttsgraph.models import load_pool
