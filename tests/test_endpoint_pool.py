@@ -224,3 +224,51 @@ def test_models_toml_endpoints_and_base_url_conflict(tmp_path: Path) -> None:
                     'endpoints = [{base_url = "http://a/v1"}]\n')
     with pytest.raises(FileFormatError, match="base_url or endpoints, not both"):
         load_models_file(path)
+
+
+def test_models_command_checks_each_endpoint(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from ttsgraph.cli import app
+
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    gets: list[str] = []
+
+    class Models(BaseHTTPRequestHandler):  # the stubs answer POSTs only: /v1/models is a GET
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            gets.append(self.path)
+            data = json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0,
+                                                            "owned_by": "me"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Models)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    live_url, dead = f"http://127.0.0.1:{server.server_address[1]}/v1", f"http://127.0.0.1:{free_port()}/v1"
+    path = tmp_path / "models.toml"
+    path.write_text(f'[models."{MODEL}"]\nbackend = "openai"\n'
+                    f'endpoints = [{{base_url = "{live_url}", max_concurrency = 3}}, {{base_url = "{dead}"}}]\n')
+    runner = CliRunner()
+    unchecked = runner.invoke(app, ["models", "--models", str(path), "--json"])
+    assert unchecked.exit_code == 0, unchecked.output
+    assert [e["state"] for e in json.loads(unchecked.stdout)["endpoints"]] == ["not checked", "not checked"]
+    try:
+        checked = runner.invoke(app, ["models", "--models", str(path), "--check", "--json"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert checked.exit_code == 1  # one endpoint is down
+    rows = {e["base_url"]: e for e in json.loads(checked.stdout)["endpoints"]}
+    assert rows[live_url]["state"] == "up" and rows[live_url]["max_concurrency"] == 3
+    assert rows[dead]["state"] == "down" and "connection error" in rows[dead]["error"]
+    assert gets == ["/v1/models"]

@@ -360,3 +360,26 @@ class OpenAICompatBackend(BackendBase):
         clients = self._clients.pop(asyncio.get_running_loop(), {})
         for client in clients.values():
             await client.close()
+
+
+async def probe(base_url: str, timeout: float = 5.0, api_key: str = "none") -> dict[str, Any]:
+    """Ask one server for its model list (`GET /models`, which every OpenAI-compatible server
+    answers cheaply): {"base_url", "state": "up" | "down", "seconds", "error"}, for
+    `ttsgraph models --check`."""
+    openai = _openai()
+    started = time.perf_counter()
+    error: str | None = None
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
+    try:
+        await client.models.list()
+    except openai.OpenAIError as exc:
+        error = _describe(exc)
+    finally:
+        await client.close()
+    return {"base_url": base_url, "state": "down" if error else "up",
+            "seconds": round(time.perf_counter() - started, 4), "error": error}
+
+
+async def probe_all(urls: list[str], timeout: float = 5.0) -> list[dict[str, Any]]:
+    """`probe` every URL at once."""
+    return list(await asyncio.gather(*(probe(u, timeout) for u in urls)))
