@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -109,7 +111,7 @@ def measure(models: Path, calls: int, concurrency: int, executor: str = "local",
     from ttsgraph.graph import Graph, Node
     from ttsgraph.runtime import build_runtime
 
-    cfg = make_config({"task": "arithmetic", "task_options": {"size": calls + concurrency}, "models": str(models),
+    cfg = make_config({"task": "arithmetic", "task_options": {"size": calls + concurrency, "digits": 3}, "models": str(models),
                        "sampling": {"max_tokens": 8}, "executor": executor, "ray_actors": actors,
                        "backend": {"no_cache": True, "concurrency": concurrency, "timeout": 60, "retries": 1}})
     graph = Graph([Node("out", MODEL)], [], "out")
@@ -126,6 +128,23 @@ def measure(models: Path, calls: int, concurrency: int, executor: str = "local",
     return {"calls": calls, "wall_s": round(wall, 3), "throughput": round(calls / wall, 3), "errors": errors}
 
 
+def start_ray(cpus: int, runtime_env: dict[str, Any]) -> None:
+    """One local Ray for every row, with `cpus` logical CPUs: Ray starts at most that many worker
+    processes at once, and HTTP-only actors reserve no CPU but still need a worker each."""
+    from ttsgraph.distributed.ray_backend import LOOPBACK_ENV, NAMESPACE, connect
+
+    os.environ.setdefault(LOOPBACK_ENV, "0")
+    import ray
+
+    ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", namespace=NAMESPACE,
+             logging_level=logging.WARNING, log_to_driver=False, runtime_env=runtime_env)
+    connect(None)  # joins the Ray just started (nothing to do), as build_runtime will
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--delay", type=float, default=0.5, help="seconds each stub takes per call")
@@ -134,6 +153,7 @@ def main() -> int:
     ap.add_argument("--endpoints", default="1,2,4,8")
     ap.add_argument("--actors", default="1,2,4")
     ap.add_argument("--ray-endpoints", type=int, default=4)
+    ap.add_argument("--ray-cpus", type=int, default=8, help="logical CPUs of the local Ray node")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--serve-stubs", type=int, help=argparse.SUPPRESS)
@@ -160,14 +180,14 @@ def main() -> int:
             for n, row in figures["local"].items():
                 row["efficiency"] = round(row["throughput"] / (int(n) * one), 3) if one else None
             if actor_counts:
-                from ttsgraph.distributed.ray_backend import connect, job_env
+                from ttsgraph.distributed.ray_backend import job_env
                 from ttsgraph.models import load_pool
 
                 n = args.ray_endpoints
                 total = n * args.slots
                 models = write_models(Path(tmp), urls[:n], args.slots)
-                note("starting Ray (one local node on 127.0.0.1, no dashboard)")
-                connect(None, job_env(load_pool(str(models))))  # one Ray for every row
+                note(f"starting Ray (one local node on 127.0.0.1, no dashboard, {args.ray_cpus} logical CPUs)")
+                start_ray(args.ray_cpus, job_env(load_pool(str(models))))  # one Ray for every row
                 local = figures["local"][str(n)]["throughput"]
                 for a in actor_counts:
                     per_actor = math.ceil(total / a)
@@ -188,7 +208,7 @@ def main() -> int:
     print("local evaluator   endpoints  calls  wall (s)  calls/s  efficiency (target >= 0.8)  errors")
     for n, r in figures["local"].items():
         print(f"                  {n:>9}  {r['calls']:>5}  {r['wall_s']:>8.2f}  {r['throughput']:>7.2f}  "
-              f"{r['efficiency']:>10.3f}                  {r['errors']:>6}")
+              f"{_fmt(r['efficiency']):>10}                  {r['errors']:>6}")
     if figures["ray"]:
         print(f"Ray ({args.ray_endpoints} endpoints)  actors  calls  wall (s)  calls/s  overhead vs local "
               f"(target <= 1.2)  errors")
