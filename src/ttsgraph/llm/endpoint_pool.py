@@ -38,6 +38,7 @@ class EndpointState:
     errors: int = 0
     failures: int = 0
     set_aside_until: float = 0.0
+    backoff_s: float = 0.0  # how long it was last set aside for
     last_error: str | None = None
 
     def healthy(self, now: float) -> bool:
@@ -49,7 +50,7 @@ class EndpointState:
     def snapshot(self, now: float) -> dict[str, Any]:
         aside = max(0.0, self.set_aside_until - now)
         return {"base_url": self.base_url, "state": "healthy" if aside == 0 else "set aside",
-                "set_aside_for_s": round(aside, 3), "in_flight": self.in_flight,
+                "set_aside_for_s": round(aside, 3), "backoff_s": self.backoff_s, "in_flight": self.in_flight,
                 "max_concurrency": self.max_concurrency, "requests": self.requests, "errors": self.errors,
                 "consecutive_failures": self.failures, "last_error": self.last_error}
 
@@ -61,14 +62,24 @@ class AllEndpointsDown(BackendError):
 class EndpointPool:
     """The replicas of one model. `acquire()` hands out the least-loaded healthy replica with room
     (waiting while the healthy ones are all full), `release(state, error)` returns it, setting it
-    aside for `backoff * 2**(k-1)` seconds (at most `max_backoff`) after its k-th failure in a row."""
+    aside for `backoff * 2**(k-1)` seconds (at most `max_backoff`) after its k-th failure in a row.
+
+    `share = (i, n)`: this pool is the i-th of n that send to the same replicas at once (one per
+    Ray actor, each with its own counters). Pool i then prefers its own "home" replicas (every
+    n-th, from i), using the others only when its home ones are full or set aside: n pools that
+    each pick the least-loaded replica by their own counts would otherwise pile onto one replica
+    while another idles."""
 
     def __init__(self, model: str, endpoints: Sequence[PoolEndpoint], backoff: float = 1.0,
-                 max_backoff: float = 30.0, log: bool = True):
+                 max_backoff: float = 30.0, log: bool = True, share: tuple[int, int] | None = None):
         if not endpoints:
             raise ValueError("an endpoint pool needs at least one endpoint")
         self.model = model
         self.states = [EndpointState(e.base_url, e.max_concurrency) for e in endpoints]
+        index, of = share or (0, 1)
+        count = len(self.states)
+        home = {j for j in range(count) if j % of == index % of} if count >= of else {index % count}
+        self._home = {id(self.states[j]) for j in home}
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.log = log
@@ -84,16 +95,17 @@ class EndpointPool:
         return cond
 
     def _pick(self, now: float) -> EndpointState | None:
-        """The healthy replica with room and the fewest calls in flight (ties: the one that has
-        served fewest requests, so idle replicas take turns)."""
+        """A home replica if one is healthy with room, else another; among those the one with the
+        fewest calls in flight (ties: the one that has served fewest, so idle replicas take turns)."""
         ready = [s for s in self.states if s.healthy(now) and s.has_room()]
         if not ready:
             return None
-        return min(ready, key=lambda s: (s.in_flight, s.requests))
+        return min(ready, key=lambda s: (id(s) not in self._home, s.in_flight, s.requests))
 
     def next_recovery(self, now: float) -> float:
-        """Seconds until the first set-aside replica is tried again (0 if one is healthy)."""
-        return max(0.0, min(s.set_aside_until for s in self.states) - now)
+        """Seconds until the first set-aside replica is tried again (0 if none is set aside)."""
+        aside = [s.set_aside_until for s in self.states if s.set_aside_until > now]
+        return min(aside) - now if aside else 0.0
 
     async def acquire(self) -> EndpointState | None:
         """A replica to send one call to, its in-flight count taken; None when every replica is
@@ -127,6 +139,7 @@ class EndpointPool:
             state.last_error = error
             delay = min(self.max_backoff, self.backoff * 2 ** (state.failures - 1))
             state.set_aside_until = time.monotonic() + delay
+            state.backoff_s = delay
             if self.log:
                 print(f"warning: {self.model}: endpoint {state.base_url} set aside for {delay:.1f} s "
                       f"(failure {state.failures} in a row: {error})", file=sys.stderr)

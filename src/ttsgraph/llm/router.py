@@ -66,7 +66,8 @@ def check_bindings(pool: ModelPool, models: list[str] | None = None) -> None:
             raise BackendError("has no backend binding: add backend/base_url to the models file", model=name)
         if binding.kind == "openai" and binding.api_key_env and not os.environ.get(binding.api_key_env):
             raise BackendError(
-                f"environment variable {binding.api_key_env} (the API key for {binding.base_url}) is not set",
+                f"environment variable {binding.api_key_env} (the API key for "
+                f"{binding.base_url or ', '.join(e.base_url for e in binding.endpoints)}) is not set",
                 model=name,
             )
 
@@ -80,6 +81,7 @@ def build_backend(
     retries: int = 3,
     backoff: float = 1.0,
     n_threads: int | None = None,
+    share: tuple[int, int] | None = None,
 ) -> Backend:
     """The backend for `pool`, wrapped in the response cache at `cache` unless it is None.
 
@@ -87,7 +89,8 @@ def build_backend(
     misses, replicas share. `fake` (unit tests only) replaces every binding: all models go to it. Otherwise bindings of
     kind "local" share one `LocalBackend`, kind "openai" one `OpenAICompatBackend` (with `timeout`
     per attempt, `retries` and exponential `backoff`; a binding with
-    `endpoints` is an endpoint pool in it, `backoff` its first set-aside time). A model with no binding (or kind "fake")
+    `endpoints` is an endpoint pool in it, `backoff` its first set-aside time; `share = (i, n)`:
+    this backend is the i-th of n sending to the same replicas, see `EndpointPool`). A model with no binding (or kind "fake")
     fails when called; call `check_bindings` first to fail before running anything.
     """
     if fake is not None:
@@ -108,7 +111,7 @@ def build_backend(
         elif binding.kind == "openai":
             identities[name] = binding_identity(binding)
             if binding.endpoints:  # replicas: one backend, the pool picks the URL of each call
-                pools[name] = EndpointPool(name, binding.endpoints, backoff=backoff)
+                pools[name] = EndpointPool(name, binding.endpoints, backoff=backoff, share=share)
             elif not binding.base_url:
                 raise BackendError("an 'openai' binding needs base_url or endpoints", model=name)
             url = binding.endpoints[0].base_url if binding.endpoints else binding.base_url
