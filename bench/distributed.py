@@ -13,7 +13,10 @@ Prints, for a single-node graph on the `arithmetic` task (no response cache):
   ray     throughput with 1, 2, 4 Ray actors over the `--ray-endpoints` pool at the same total
           concurrency, and Ray's overhead  local throughput / Ray throughput  (target <= 1.2).
 
-Usage: .venv/bin/python bench/distributed.py [--delay 0.5] [--slots 2] [--waves 12] [--no-ray] [--json]
+Each row is `--repeats` timed runs (mean calls/s and its 95% t-interval).
+
+Usage: .venv/bin/python bench/distributed.py [--delay 0.5] [--slots 2] [--waves 12] [--repeats 3]
+       [--no-ray] [--json]
 """
 
 from __future__ import annotations
@@ -104,28 +107,44 @@ def write_models(directory: Path, urls: list[str], slots: int) -> Path:
 
 
 def measure(models: Path, calls: int, concurrency: int, executor: str = "local",
-            actors: int | None = None) -> dict[str, Any]:
-    """Throughput of `calls` single-node items (after a warm-up of `concurrency` items, untimed)."""
+            actors: int | None = None, repeats: int = 1) -> dict[str, Any]:
+    """Throughput of `calls` single-node items (after a warm-up of `concurrency` items, untimed),
+    `repeats` times on fresh items: the mean and its 95% t-interval half-width."""
     from ttsgraph.config import make_config
     from ttsgraph.evaluator import evaluate_one
     from ttsgraph.graph import Graph, Node
     from ttsgraph.runtime import build_runtime
 
-    cfg = make_config({"task": "arithmetic", "task_options": {"size": calls + concurrency, "digits": 3}, "models": str(models),
+    size = repeats * calls + concurrency
+    cfg = make_config({"task": "arithmetic", "task_options": {"size": size, "digits": 3}, "models": str(models),
                        "sampling": {"max_tokens": 8}, "executor": executor, "ray_actors": actors,
                        "backend": {"no_cache": True, "concurrency": concurrency, "timeout": 60, "retries": 1}})
     graph = Graph([Node("out", MODEL)], [], "out")
 
-    async def main() -> tuple[float, int]:
+    async def main() -> tuple[list[float], int]:
+        walls, errors = [], 0
         async with build_runtime(cfg) as rt:
             items = rt.task.items("search")
             await evaluate_one(rt.evaluator, graph, items[:concurrency])  # connections, imports
-            started = time.perf_counter()
-            results = await evaluate_one(rt.evaluator, graph, items[concurrency:concurrency + calls])
-            return time.perf_counter() - started, sum(r.error is not None for r in results)
+            for r in range(repeats):
+                batch = items[concurrency + r * calls:concurrency + (r + 1) * calls]
+                started = time.perf_counter()
+                results = await evaluate_one(rt.evaluator, graph, batch)
+                walls.append(time.perf_counter() - started)
+                errors += sum(x.error is not None for x in results)
+        return walls, errors
 
-    wall, errors = asyncio.run(main())
-    return {"calls": calls, "wall_s": round(wall, 3), "throughput": round(calls / wall, 3), "errors": errors}
+    walls, errors = asyncio.run(main())
+    rates = [calls / w for w in walls]
+    mean = sum(rates) / len(rates)
+    half = 0.0
+    if len(rates) > 1:
+        from ttsgraph.stats import t_quantile
+
+        sd = math.sqrt(sum((x - mean) ** 2 for x in rates) / (len(rates) - 1))
+        half = t_quantile(0.975, len(rates) - 1) * sd / math.sqrt(len(rates))
+    return {"calls": calls, "repeats": repeats, "wall_s": round(sum(walls) / len(walls), 3),
+            "throughput": round(mean, 3), "throughput_ci95": round(half, 3), "errors": errors}
 
 
 def start_ray(cpus: int, runtime_env: dict[str, Any]) -> None:
@@ -150,6 +169,7 @@ def main() -> int:
     ap.add_argument("--delay", type=float, default=0.5, help="seconds each stub takes per call")
     ap.add_argument("--slots", type=int, default=2, help="calls each stub serves at once (and the pool's limit)")
     ap.add_argument("--waves", type=int, default=12, help="timed calls = waves x endpoints x slots")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per row (mean and 95%% CI)")
     ap.add_argument("--endpoints", default="1,2,4,8")
     ap.add_argument("--actors", default="1,2,4")
     ap.add_argument("--ray-endpoints", type=int, default=4)
@@ -167,14 +187,15 @@ def main() -> int:
     if actor_counts and args.ray_endpoints not in counts:
         counts.append(args.ray_endpoints)
     proc, urls = start_stubs(max(counts), args.delay, args.slots)
-    figures: dict[str, Any] = {"delay_s": args.delay, "slots": args.slots, "waves": args.waves,
+    figures: dict[str, Any] = {"delay_s": args.delay, "slots": args.slots, "waves": args.waves, "repeats": args.repeats,
                                "ideal_per_endpoint": args.slots / args.delay, "local": {}, "ray": {}}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for n in sorted(counts):
                 concurrency = n * args.slots
                 note(f"local evaluator, {n} endpoint(s), concurrency {concurrency}")
-                row = measure(write_models(Path(tmp), urls[:n], args.slots), args.waves * concurrency, concurrency)
+                row = measure(write_models(Path(tmp), urls[:n], args.slots), args.waves * concurrency, concurrency,
+                              repeats=args.repeats)
                 figures["local"][str(n)] = row
             one = figures["local"]["1"]["throughput"] if "1" in figures["local"] else None
             for n, row in figures["local"].items():
@@ -192,7 +213,7 @@ def main() -> int:
                 for a in actor_counts:
                     per_actor = math.ceil(total / a)
                     note(f"Ray, {a} actor(s) x concurrency {per_actor}, {n} endpoints")
-                    row = measure(models, args.waves * total, per_actor, "ray", a)
+                    row = measure(models, args.waves * total, per_actor, "ray", a, args.repeats)
                     row.update(endpoints=n, concurrency=total, overhead=round(local / row["throughput"], 3))
                     figures["ray"][str(a)] = row
     finally:
@@ -205,16 +226,17 @@ def main() -> int:
         return 0
     print(f"fixed-delay stubs: {args.delay} s per call, {args.slots} at a time each "
           f"(ideal {figures['ideal_per_endpoint']:.2f} calls/s per endpoint)")
-    print("local evaluator   endpoints  calls  wall (s)  calls/s  efficiency (target >= 0.8)  errors")
+    print(f"each row: {args.repeats} timed runs, mean and 95% CI of calls/s")
+    print("local evaluator   endpoints  calls  wall (s)  calls/s ± CI    efficiency (target >= 0.8)  errors")
     for n, r in figures["local"].items():
-        print(f"                  {n:>9}  {r['calls']:>5}  {r['wall_s']:>8.2f}  {r['throughput']:>7.2f}  "
-              f"{_fmt(r['efficiency']):>10}                  {r['errors']:>6}")
+        print(f"                  {n:>9}  {r['calls']:>5}  {r['wall_s']:>8.2f}  {r['throughput']:>7.2f} ± "
+              f"{r['throughput_ci95']:<5.2f}  {_fmt(r['efficiency']):>10}                  {r['errors']:>6}")
     if figures["ray"]:
-        print(f"Ray ({args.ray_endpoints} endpoints)  actors  calls  wall (s)  calls/s  overhead vs local "
+        print(f"Ray ({args.ray_endpoints} endpoints)  actors  calls  wall (s)  calls/s ± CI    overhead vs local "
               f"(target <= 1.2)  errors")
         for a, r in figures["ray"].items():
-            print(f"                  {a:>6}  {r['calls']:>5}  {r['wall_s']:>8.2f}  {r['throughput']:>7.2f}  "
-                  f"{r['overhead']:>8.3f}                        {r['errors']:>6}")
+            print(f"                  {a:>6}  {r['calls']:>5}  {r['wall_s']:>8.2f}  {r['throughput']:>7.2f} ± "
+                  f"{r['throughput_ci95']:<5.2f}  {r['overhead']:>8.3f}                        {r['errors']:>6}")
     return 0
 
 

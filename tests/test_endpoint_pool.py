@@ -292,3 +292,31 @@ def test_shared_pools_prefer_their_home_replicas() -> None:
     assert asyncio.run(picks(1, 2, 4))[2:] == ["http://r0/v1", "http://r2/v1"]  # home full: the others
     assert asyncio.run(picks(1, 4, 1, aside=1)) != ["http://r1/v1"]  # home set aside: another
     assert asyncio.run(picks(5, 8, 1)) == ["http://r1/v1"]  # more actors than replicas
+
+
+def test_eval_reports_each_replica(stubs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`ttsgraph eval --json` over a pool with a dead replica: every item is answered by the live
+    one, and the report names the dead one as set aside with its error."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ttsgraph.cli import app
+    from ttsgraph.graph import Graph, Node
+    from ttsgraph.graph_io import save_graph
+
+    live, dead = stubs(ok()), f"http://127.0.0.1:{free_port()}/v1"
+    models = tmp_path / "models.toml"
+    models.write_text(f'[models."{MODEL}"]\nbackend = "openai"\n'
+                      f'endpoints = [{{base_url = "{dead}"}}, {{base_url = "{live.base_url}"}}]\n\n'
+                      f'[pool]\nmodels = ["{MODEL}"]\n')
+    graph = tmp_path / "g.json"
+    save_graph(Graph([Node("out", MODEL)], [], "out"), graph)
+    result = CliRunner().invoke(app, ["eval", str(graph), "--task", "arithmetic", "--limit", "3", "--models",
+                                      str(models), "--no-cache", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["errors"] == 0 and len(live.requests) == 3
+    states = {e["base_url"]: e for e in report["endpoints"][MODEL]}
+    assert states[dead]["state"] == "set aside" and "connection error" in states[dead]["last_error"]
+    assert states[live.base_url]["state"] == "healthy" and states[live.base_url]["requests"] == 3
