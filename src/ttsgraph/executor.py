@@ -205,7 +205,7 @@ class Executor:
     def _semaphore(self, model: str) -> asyncio.Semaphore:
         binding = self.pool.spec(model).binding
         key = binding.key() if binding is not None else "none:"
-        limit = (binding.max_concurrency if binding is not None else None) or self.concurrency
+        limit = binding.concurrency_limit(self.concurrency) if binding is not None else self.concurrency
         per_loop = self._semaphores.setdefault(asyncio.get_running_loop(), {})
         sem = per_loop.get(key)
         if sem is None:

@@ -21,8 +21,18 @@ BackendKind = Literal["openai", "local", "fake"]
 
 
 @dataclass(frozen=True)
+class PoolEndpoint:
+    """One replica of an endpoint pool (models.toml `endpoints = [{base_url = ..., max_concurrency = 4}]`):
+    its base URL and how many calls it takes at once (None: no limit of its own)."""
+
+    base_url: str
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True)
 class Binding:
-    """Where a model is served: an OpenAI-compatible endpoint, the embedded engine, or the test fake."""
+    """Where a model is served: an OpenAI-compatible endpoint (or a pool of replicas, `endpoints`),
+    the embedded engine, or the test fake."""
 
     kind: BackendKind
     base_url: str | None = None
@@ -31,10 +41,23 @@ class Binding:
     local_file: str | None = None
     max_concurrency: int | None = None
     revision: str | None = None  # user-set identity of what is served (models.toml `revision`)
+    endpoints: tuple[PoolEndpoint, ...] = ()  # replicas of one model; then base_url is None
 
     def key(self) -> str:
         """Identity of the serving resource, so concurrency can be bounded per backend."""
+        if self.endpoints:
+            return f"{self.kind}:pool:" + ",".join(e.base_url for e in self.endpoints)
         return f"{self.kind}:{self.base_url or self.local_file or ''}"
+
+    def concurrency_limit(self, default: int) -> int:
+        """Calls in flight to this binding at once: `max_concurrency` when set; for an endpoint
+        pool the sum of its replicas' limits (`default` for a replica without one), so a pool of
+        N replicas is kept N times as busy as one server."""
+        if self.max_concurrency:
+            return self.max_concurrency
+        if self.endpoints:
+            return sum(e.max_concurrency or default for e in self.endpoints)
+        return default
 
 
 @dataclass(frozen=True)
@@ -162,7 +185,7 @@ def load_pool(spec: str | Path | None = None) -> ModelPool:
 _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
     "family": str, "size_b": (int, float), "params": (int, float), "layers": int, "hidden": int, "chat": bool,
     "backend": str, "base_url": str, "served_name": str, "api_key_env": str, "file": str, "max_concurrency": int,
-    "like": str, "revision": str}
+    "like": str, "revision": str, "endpoints": list}
 _POOL_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "models": list, "reference": str, "output": str, "base": str}
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list of model names",
@@ -179,11 +202,37 @@ def _check_types(table: dict[str, Any], types: dict[str, Any], where: str, src: 
         ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
         if ok and isinstance(value, (int, float)) and not isinstance(value, bool):
             ok = math.isfinite(value) and value > 0
-        if ok and isinstance(value, list):
+        if ok and isinstance(value, list) and key != "endpoints":  # endpoints: checked by _endpoints
             ok = all(isinstance(x, str) for x in value)
         if not ok:
-            what = _TYPE_NAMES[want] + (" > 0" if want in (int, (int, float)) else "")
+            what = "a list of tables" if key == "endpoints" else _TYPE_NAMES[want]
+            what += " > 0" if want in (int, (int, float)) else ""
             raise FileFormatError(f"{where}: {key!r} must be {what}", path=src, line=line)
+
+
+def _endpoints(entry: dict[str, Any], where: str, src: str, line: int | None) -> tuple[PoolEndpoint, ...]:
+    """A binding's `endpoints = [{base_url = "...", max_concurrency = 4}, ...]`: a non-empty list of
+    tables, each with a base URL and an optional positive limit, no URL twice, not beside base_url."""
+    raw = entry.get("endpoints")
+    if raw is None:
+        return ()
+    if "base_url" in entry:
+        raise FileFormatError(f"{where}: give base_url or endpoints, not both", path=src, line=line)
+    if not raw:
+        raise FileFormatError(f"{where}: 'endpoints' is empty", path=src, line=line)
+    out: list[PoolEndpoint] = []
+    for k, table in enumerate(raw):
+        at = f"{where}: endpoints[{k}]"
+        if not isinstance(table, dict):
+            raise FileFormatError(f"{at} must be a table {{base_url = \"...\", max_concurrency = N}}",
+                                  path=src, line=line)
+        _check_types(table, {"base_url": str, "max_concurrency": int}, at, src, line)
+        if not table.get("base_url"):
+            raise FileFormatError(f"{at} needs base_url", path=src, line=line)
+        if any(e.base_url == table["base_url"] for e in out):
+            raise FileFormatError(f"{at}: base_url {table['base_url']!r} is listed twice", path=src, line=line)
+        out.append(PoolEndpoint(table["base_url"], table.get("max_concurrency")))
+    return tuple(out)
 
 
 def _line_of(text: str, pattern: str) -> int | None:
@@ -234,13 +283,17 @@ def load_models_file(path: Path) -> ModelPool:
             if kind not in ("openai", "local", "fake"):
                 raise FileFormatError(f"model {name!r}: backend must be 'openai', 'local' or 'fake', got {kind!r}",
                                       path=src, line=line)
-            if kind == "openai" and not entry.get("base_url"):
-                raise FileFormatError(f"model {name!r}: an 'openai' backend needs base_url", path=src, line=line)
+            endpoints = _endpoints(entry, f"model {name!r}", src, line)
+            if endpoints and kind != "openai":
+                raise FileFormatError(f"model {name!r}: 'endpoints' is for backend = 'openai'", path=src, line=line)
+            if kind == "openai" and not entry.get("base_url") and not endpoints:
+                raise FileFormatError(f"model {name!r}: an 'openai' backend needs base_url or endpoints",
+                                      path=src, line=line)
             local_file = entry.get("file")
             if local_file and not Path(local_file).is_absolute():
                 local_file = str((path.parent / local_file).resolve())
             binding = Binding(kind, entry.get("base_url"), entry.get("served_name", name), entry.get("api_key_env"),
-                              local_file, entry.get("max_concurrency"), entry.get("revision"))
+                              local_file, entry.get("max_concurrency"), entry.get("revision"), endpoints)
         size_b = entry.get("size_b", base.size_b if base else numbers["params"] / 1e9)
         catalogue[name] = ModelSpec(
             name, str(entry.get("family", base.family if base else "custom")), float(size_b),

@@ -18,6 +18,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ttsgraph.cli.app import app
 from ttsgraph.cli import flags
@@ -28,6 +29,7 @@ from ttsgraph.evaluator import evaluate_one
 from ttsgraph.executor import EvalSummary, ItemResult, summarize
 from ttsgraph.graph import Graph
 from ttsgraph.graph_io import load_graph
+from ttsgraph.llm.router import endpoint_states
 from ttsgraph.models import ModelPool
 from ttsgraph.runtime import build_runtime
 
@@ -157,6 +159,9 @@ def eval_command(
         "seconds": seconds,
         "traces": None,
     }
+    endpoints = endpoint_states(rt.backend)
+    if endpoints:  # endpoint pools: which replicas served, which were set aside and why
+        report["endpoints"] = endpoints
     nothing_scored = summary.items > 0 and summary.errors == summary.items
     if nothing_scored:  # accuracy 0.000 would read as a measurement; it is none
         report["error"] = (f"nothing was scored: all {summary.items} items errored"
@@ -168,6 +173,10 @@ def eval_command(
         emit_json(report)
     else:
         print_summary(summary, report)
+        for model, states in endpoints.items():
+            for e in states:
+                out.print(Text(f"{model} @ {e['base_url']}: {e['state']}, {e['requests']} requests, "
+                               f"{e['errors']} errors" + (f" (last: {e['last_error']})" if e["last_error"] else "")))
     if nothing_scored:
         warn(f"error: {report['error']}", style="bold red")
         raise typer.Exit(EXIT_NOTHING_SCORED)

@@ -17,7 +17,7 @@ from ttsgraph.cost import Budget, planned_graph_flops, unit_flops
 from ttsgraph.errors import BudgetError, GraphError
 from ttsgraph.graph import Graph
 from ttsgraph.graph_io import load_graph
-from ttsgraph.models import ModelPool, builtin_catalogue
+from ttsgraph.models import ModelPool, PoolEndpoint, builtin_catalogue
 from ttsgraph.render import to_dot, to_mermaid
 
 
@@ -146,13 +146,42 @@ def budget(
                   f"({info['flops']:.4e} FLOPs; {nodes} x {pool.reference} fully connected + {pool.output})")
 
 
+def _endpoint_rows(pool: ModelPool, check: bool, timeout: float) -> list[dict[str, Any]]:
+    """One row per HTTP endpoint of the pool (each replica of an endpoint pool): its model, limit
+    and, with `check`, whether it answers `GET /models` (state up/down, seconds, error)."""
+    rows: list[dict[str, Any]] = []
+    for name in pool.models:
+        binding = pool.spec(name).binding
+        if binding is None or binding.kind != "openai":
+            continue
+        replicas = binding.endpoints or (PoolEndpoint(binding.base_url or "", binding.max_concurrency),)
+        for e in replicas:
+            rows.append({"model": name, "base_url": e.base_url, "pooled": bool(binding.endpoints),
+                         "max_concurrency": e.max_concurrency, "state": "not checked", "seconds": None,
+                         "error": None})
+    if check and rows:
+        import asyncio
+
+        from ttsgraph.llm.openai_compat import probe_all
+
+        probes = asyncio.run(probe_all(sorted({r["base_url"] for r in rows}), timeout))
+        by_url = {p["base_url"]: p for p in probes}
+        for r in rows:
+            p = by_url[r["base_url"]]
+            r.update(state=p["state"], seconds=p["seconds"], error=p["error"])
+    return rows
+
+
 @app.command("models")
 @handle_errors
 def list_models(
     models: str | None = typer.Option(None, "--models", help="Also show a pool or models.toml's bindings."),
+    check: bool = typer.Option(False, "--check", help="Probe each HTTP endpoint (GET /models) and show its state."),
+    timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="Seconds per probe (--check)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List the model catalogue (and, with --models, a pool with its backend bindings)."""
+    """List the model catalogue (and, with --models, a pool with its backend bindings and each
+    HTTP endpoint; --check probes them and exits 1 if one is down)."""
     specs = get_pool(models).specs if models else builtin_catalogue()
     pool = get_pool(models) if models else None
     rows = []
@@ -160,20 +189,39 @@ def list_models(
         rows.append({"name": s.name, "family": s.family, "size_b": s.size_b, "params": s.params, "layers": s.layers,
                      "hidden": s.hidden, "chat": s.chat, "backend": s.binding.kind if s.binding else None,
                      "base_url": s.binding.base_url if s.binding else None,
+                     "endpoints": [e.base_url for e in s.binding.endpoints] if s.binding else [],
                      "in_pool": bool(pool and s.name in pool.models)})
+    endpoints = _endpoint_rows(pool, check, timeout) if pool else []
+    down = [e for e in endpoints if e["state"] == "down"]
     if as_json:
-        emit_json({"models": rows, "pool": pool.to_dict() if pool else None})
+        emit_json({"models": rows, "pool": pool.to_dict() if pool else None, "endpoints": endpoints})
+        if down:
+            raise typer.Exit(1)
         return
     table = Table(title="ttsgraph models" + (f" — pool {pool.name}" if pool else ""))
     for col in ("name", "family", "size (B)", "M (non-emb.)", "L", "D", "backend"):
         table.add_column(col)
     for r in rows:
         style = "bold" if r["in_pool"] else None
+        backend = (r["backend"] or "-") + (f" ({len(r['endpoints'])} endpoints)" if r["endpoints"] else "")
         table.add_row(r["name"], r["family"], f"{r['size_b']:g}", f"{r['params']:.3g}", str(r["layers"]),
-                      str(r["hidden"]), r["backend"] or "-", style=style)
+                      str(r["hidden"]), backend, style=style)
     out.print(table)
     if pool:
         out.print(f"pool {pool.name}: {', '.join(pool.models)}; reference {pool.reference}; output {pool.output}")
+    if endpoints:
+        etable = Table(title="HTTP endpoints")
+        for col in ("model", "base URL", "max conc.", "state", "seconds", "error"):
+            etable.add_column(col)
+        for e in endpoints:
+            style = {"up": "green", "down": "red"}.get(e["state"])
+            etable.add_row(e["model"], Text(e["base_url"]), str(e["max_concurrency"] or "-"), e["state"],
+                           "-" if e["seconds"] is None else f"{e['seconds']:.3f}", Text(e["error"] or ""),
+                           style=style)
+        out.print(etable)
+    if down:
+        warn(f"{len(down)} of {len(endpoints)} endpoints are down", style="bold red")
+        raise typer.Exit(1)
 
 
 __all__ = ["describe", "show", "budget", "list_models", "GraphError"]

@@ -128,8 +128,9 @@ class RayBackend(BackendBase):
             max_restarts=0, namespace=NAMESPACE)
         worker = ray.remote(ModelWorker)
         self.slots = [_Slot(f"ttsgraph-{self.tag}-{i}", None) for i in range(count)]
-        for slot in self.slots:
-            slot.handle = worker.options(name=slot.name, **options).remote(pool, timeout=timeout, retries=retries)
+        for i, slot in enumerate(self.slots):
+            slot.handle = worker.options(name=slot.name, **options).remote(pool, timeout=timeout, retries=retries,
+                                                                           share=(i, count))
         self.retried = 0
 
     @property

@@ -19,10 +19,13 @@ class ModelWorker:
     """Answers node calls for one run's pool. The backend has no response cache: the driver is the
     only reader and writer of the cache, so every call that reaches an actor is a real call."""
 
-    def __init__(self, pool: ModelPool, *, timeout: float, retries: int) -> None:
+    def __init__(self, pool: ModelPool, *, timeout: float, retries: int,
+                 share: tuple[int, int] | None = None) -> None:
         from ttsgraph.llm.router import build_backend
 
-        self.backend: Backend = build_backend(pool, None, timeout=timeout, retries=retries)
+        # `share`: this actor's place among the run's actors, so their endpoint pools spread
+        # over the replicas instead of all choosing the same one (llm/endpoint_pool.py)
+        self.backend: Backend = build_backend(pool, None, timeout=timeout, retries=retries, share=share)
 
     def ready(self) -> bool:
         """Answers once the actor is constructed (the driver waits for every actor)."""

@@ -17,12 +17,13 @@ import time
 import warnings
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ttsgraph.errors import BackendError
 from ttsgraph.llm.base import BASE_MODEL_STOPS, BackendBase, Completion, Message, SamplingParams
 from ttsgraph.llm.base import derive_seed, render_completion_prompt
+from ttsgraph.llm.endpoint_pool import EndpointPool, EndpointState
 
 if TYPE_CHECKING:
     import openai
@@ -87,6 +88,12 @@ class OpenAICompatBackend(BackendBase):
     `timeout` is per attempt (seconds); a failing call is tried `1 + retries` times with exponential
     backoff (`backoff * 2**k`, capped at `max_backoff`, with jitter), then raises `BackendError`
     whose `.reason` says what happened on the last attempt.
+
+    A model in `pools` is served by several replicas (`llm/endpoint_pool.py`): its `Endpoint`
+    gives the served name, key and chat mode, the pool the base URL of each attempt. A retriable
+    failure sets the replica aside and the call moves on at once to another one; only when every
+    replica is set aside does it wait (for the first to come back, at most `retries` times) and
+    then fail with each replica's last error.
     """
 
     def __init__(
@@ -96,8 +103,10 @@ class OpenAICompatBackend(BackendBase):
         retries: int = 3,
         backoff: float = 1.0,
         max_backoff: float = 30.0,
+        pools: dict[str, EndpointPool] | None = None,
     ):
         self.endpoints = dict(endpoints)
+        self.pools = dict(pools or {})
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -126,8 +135,11 @@ class OpenAICompatBackend(BackendBase):
         self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
     ) -> Completion:
         endpoint = self._endpoint(model)
-        response, started = await self._send(model, endpoint, messages, params, sample, stream=False)
-        return self._completion(model, endpoint, messages, response, time.perf_counter() - started)
+        response, started, replica, state = await self._open(model, endpoint, messages, params, sample, stream=False)
+        try:
+            return self._completion(model, replica, messages, response, time.perf_counter() - started)
+        finally:
+            await self._done(model, state)
 
     async def stream(
         self, model: str, messages: list[Message], params: SamplingParams, sample: int = 0
@@ -137,10 +149,11 @@ class OpenAICompatBackend(BackendBase):
         that breaks after its first piece fails (the pieces already went out)."""
         openai = _openai()
         endpoint = self._endpoint(model)
-        chunks, started = await self._send(model, endpoint, messages, params, sample, stream=True)
+        chunks, started, endpoint, state = await self._open(model, endpoint, messages, params, sample, stream=True)
         parts: list[str] = []
         usage: Any = None
         finish: str | None = None
+        broke: str | None = None
         try:
             async for chunk in chunks:
                 usage = getattr(chunk, "usage", None) or usage
@@ -151,9 +164,11 @@ class OpenAICompatBackend(BackendBase):
                         parts.append(piece)
                         yield piece
         except openai.OpenAIError as exc:
-            raise BackendError(f"stream broke: {_describe(exc)}", model=model) from exc
+            broke = f"stream broke: {_describe(exc)}"
+            raise BackendError(broke, model=model) from exc
         finally:
             await chunks.close()
+            await self._done(model, state, broke)
         text = "".join(parts)
         if not text.strip():
             raise BackendError(f"empty reply (finish_reason={finish!r})", model=model)
@@ -164,6 +179,62 @@ class OpenAICompatBackend(BackendBase):
         if endpoint is None:
             raise BackendError(f"no OpenAI-compatible endpoint configured (known: {', '.join(self.endpoints)})", model=model)
         return endpoint
+
+    async def _open(self, model: str, endpoint: Endpoint, messages: list[Message], params: SamplingParams,
+                    sample: int, *, stream: bool) -> tuple[Any, float, Endpoint, EndpointState | None]:
+        """The response (or open stream), when its attempt started, the endpoint that answered and,
+        for a pooled model, the replica's lease (give it back with `_done`)."""
+        pool = self.pools.get(model)
+        if pool is None:
+            response, started = await self._send(model, endpoint, messages, params, sample, stream=stream)
+            return response, started, endpoint, None
+        return await self._send_pooled(model, endpoint, pool, messages, params, sample, stream=stream)
+
+    async def _done(self, model: str, state: EndpointState | None, error: str | None = None) -> None:
+        if state is not None:
+            await self.pools[model].release(state, error, retriable=error is not None)
+
+    async def _send_pooled(self, model: str, endpoint: Endpoint, pool: EndpointPool, messages: list[Message],
+                           params: SamplingParams, sample: int, *,
+                           stream: bool) -> tuple[Any, float, Endpoint, EndpointState]:
+        """One request over a pool: each attempt on the least-loaded healthy replica; a retriable
+        failure sets that replica aside and the next attempt goes to another at once."""
+        openai = _openai()
+        seed = derive_seed(model, messages, params, sample)
+        waits = 0
+        while True:
+            state = await pool.acquire()
+            if state is None:  # every replica set aside
+                if waits >= self.retries:
+                    raise pool.down_error()
+                waits += 1
+                await asyncio.sleep(min(self.max_backoff, pool.next_recovery(time.monotonic())))
+                continue
+            replica = replace(endpoint, base_url=state.base_url)
+            started = time.perf_counter()
+            error: str | None = None
+            try:
+                response = await self._attempt(model, self._client(replica, model), replica, messages, params,
+                                               seed, stream)
+            except openai.OpenAIError as exc:
+                if not _retriable(exc):
+                    await pool.release(state)
+                    raise BackendError(_describe(exc), model=model) from exc
+                error = _describe(exc)
+            except ValueError as exc:  # a 200 whose body is not JSON: a replica's glitch
+                error = f"reply is not JSON ({type(exc).__name__}: {str(exc)[:120]})"
+            except BaseException:  # a request the server refused (BackendError), a cancelled call
+                await pool.release(state)
+                raise
+            else:
+                if not isinstance(response, str):
+                    return response, started, replica, state
+                error = f"reply is not JSON: {response[:80]!r}"
+            await pool.release(state, error, retriable=True)
+
+    def endpoint_states(self) -> dict[str, list[dict[str, Any]]]:
+        """Each pooled model's replicas and their state (healthy or set aside, in flight, errors)."""
+        return {model: pool.snapshot() for model, pool in self.pools.items()}
 
     async def _send(self, model: str, endpoint: Endpoint, messages: list[Message], params: SamplingParams,
                     sample: int, *, stream: bool) -> tuple[Any, float]:
@@ -289,3 +360,26 @@ class OpenAICompatBackend(BackendBase):
         clients = self._clients.pop(asyncio.get_running_loop(), {})
         for client in clients.values():
             await client.close()
+
+
+async def probe(base_url: str, timeout: float = 5.0, api_key: str = "none") -> dict[str, Any]:
+    """Ask one server for its model list (`GET /models`, which every OpenAI-compatible server
+    answers cheaply): {"base_url", "state": "up" | "down", "seconds", "error"}, for
+    `ttsgraph models --check`."""
+    openai = _openai()
+    started = time.perf_counter()
+    error: str | None = None
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
+    try:
+        await client.models.list()
+    except openai.OpenAIError as exc:
+        error = _describe(exc)
+    finally:
+        await client.close()
+    return {"base_url": base_url, "state": "down" if error else "up",
+            "seconds": round(time.perf_counter() - started, 4), "error": error}
+
+
+async def probe_all(urls: list[str], timeout: float = 5.0) -> list[dict[str, Any]]:
+    """`probe` every URL at once."""
+    return list(await asyncio.gather(*(probe(u, timeout) for u in urls)))
