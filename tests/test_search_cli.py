@@ -88,7 +88,7 @@ def test_search_json_has_the_documented_keys(tmp_path, cli):
     for key in ("best_graph", "search_accuracy", "test_accuracy", "test_ci", "planned_units", "evaluations",
                 "backend_calls", "cache_hits", "eval_seconds", "agent_seconds", "run_dir", "trials"):
         assert key in data, key
-    assert data["evaluations"] == 8 and data["trials"] == 4
+    assert data["search_evaluations"] == 8 and data["trials"] == 4 and data["evaluations"] > 8  # + classical, confirmation
     assert 0 <= data["test_ci"][0] <= data["test_accuracy"] <= data["test_ci"][1] <= 1
     assert data["agent_seconds"] == 0.0 and data["backend_calls"] > 0
     best = json.loads((tmp_path / "run" / "best_graph.json").read_text())

@@ -96,7 +96,7 @@ class Display:
             s["repaired"] += int(bool(event.get("repaired")))
             s["errors"] += int(event.get("errors") or 0)
             self.bar.update(self.items_task, completed=event.get("items_used", 0))
-        elif kind == "item" and str(event.get("label", "")).startswith(("test", "racing")):
+        elif kind == "item" and str(event.get("label", "")).startswith(("test", "racing", "classical", "confirming")):
             s["phase"] = str(event["label"]).split(" ")[0]
             if self.test_task is None:
                 self.test_task = self.bar.add_task(s["phase"] + " items", total=event.get("total", 0))
@@ -126,6 +126,7 @@ def load_run_config(store: RunStore) -> RunConfig:
         if legacy is None:
             raise TtsGraphError(f"{store.path}: the run holds no search configuration")
         data = legacy_config(legacy)
+    data = {"classical": False, "confirm": 0, **data}  # runs stored before issue 11 had neither
     return make_config(data)
 
 
@@ -171,6 +172,9 @@ def search_command(
     latency_weight: float | None = typer.Option(None, "--latency-weight", min=0.0, help="λ of accuracy − λ·latency/latency_ref."),
     race: int | None = typer.Option(None, "--race", min=0, help="Re-score this many top candidates on more search items."),
     race_items: int | None = typer.Option(None, "--race-items", min=1, help="Items per racing re-score (default: batch)."),
+    classical: bool | None = typer.Option(None, "--classical/--no-classical", help="Score the classical strategies that fit the budget (each model alone, self-consistency, a refinement chain, parallel + fuser) first, as the incumbent the search must beat (default: on)."),
+    confirm: int | None = typer.Option(None, "--confirm", min=0, help="Finalists of the paired confirmation: every candidate on the same items, successive halving, the cheapest finalist not significantly worse than the most accurate wins (default 4; 0: off)."),
+    confirm_items: int | None = typer.Option(None, "--confirm-items", min=1, help="Search items the finalists are confirmed on (default 20; at most the search split)."),
     test_limit: int | None = typer.Option(None, "--test-limit", min=0, help="Score the result on this many test items (0: skip; default all)."),
     output_model: str | None = typer.Option(None, "--output-model", help="The output node's model (default: the pool's; 'searched' to search it)."),
     output_max_tokens: int | None = typer.Option(None, "--output-max-tokens", min=1, help="Max tokens of the output node (default: --max-tokens; the paper: 1000 vs 4096)."),
@@ -184,7 +188,8 @@ def search_command(
         "budget.units": budget, "budget.nodes": budget_nodes, "optimizer.name": optimizer,
         "optimizer.options": options or None, "profile": profile, "iterations": iterations, "batch": batch,
         "seed": seed, "select": select, "objective": objective, "latency_weight": latency_weight, "race": race,
-        "race_items": race_items, "test_limit": test_limit, "output_model": output_model,
+        "race_items": race_items, "classical": classical, "confirm": confirm,
+        "confirm_items": confirm_items, "test_limit": test_limit, "output_model": output_model,
         "sampling.output_max_tokens": output_max_tokens,
     })
     if resume:
