@@ -143,7 +143,9 @@ def test_resume_continues_longer_runs_and_refuses_flags_that_change_the_study(tm
     res = cli("search", "--resume", "--out", "r", "--iterations", "3", check=False)
     assert res.exit_code == 2 and "can only go on longer" in res.stderr
     longer = json.loads(cli("search", "--resume", "--out", "r", "--iterations", "6", "--json").stdout)
-    assert longer["trials"] == 6 and longer["evaluations"] == 12  # two more iterations, not silently 4
+    assert longer["trials"] == 6 and longer["search_evaluations"] == 12  # two more iterations, not silently 4
+    res = cli("search", "--resume", "--out", "r", "--no-classical", check=False)  # classical: part of the study
+    assert res.exit_code == 2 and "--no-classical: this run was created with True, not False" in res.stderr
     again = json.loads(cli(*BASE[:9], *BASE[11:], "--resume", "--out", "r", "--json").stdout)
     assert again["trials"] == 6  # the same values again are accepted, and the stored run now says 6
 
@@ -160,7 +162,7 @@ def test_pareto_selection_latency_objective_and_racing(tmp_path, cli):
     data = json.loads(cli(*BASE, "--out", "p", "--no-cache", "--select", "pareto", "--objective", "accuracy-latency",
                           "--latency-weight", "0.5", "--race", "2", "--race-items", "3", "--json").stdout)
     assert data["pareto"] and data["best_trial"] in data["pareto"]
-    assert data["evaluations"] == 8 + 2 * 3  # racing re-scores are counted
+    assert data["search_evaluations"] == 8 + 2 * 3  # racing re-scores are counted
     from ttsgraph.store import RunStore
 
     with RunStore.open(tmp_path / "p", readonly=True) as store:

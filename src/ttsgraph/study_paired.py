@@ -79,19 +79,20 @@ async def run_classical(study: Study) -> list[Evaluation]:
 
 
 def _contenders(study: Study) -> list[C.Contender]:
-    """Every candidate graph, pooled over its trials (classical ones named), with per-item outcomes."""
+    """Every candidate graph, ranked by its pooled score before the confirmation (so a resumed
+    confirmation picks the same finalists), with its per-item outcomes from every trial."""
     trials = study.store.trials()
     names: dict[str, str] = {}
     for t in trials:
         n = name_of(t.meta)
         if n is not None:
             names.setdefault(t.graph_hash, n)
-    graphs = selection.candidates(trials)
+    every = {g.graph_hash: g for g in selection.candidates(trials)}
     out = []
-    for g in graphs:
+    for g in selection.candidates([t for t in trials if t.kind != "confirm"]):
         c = C.Contender(g.graph_hash, g.graph, g.planned_units, g.trial, names.get(g.graph_hash),
                         pooled=study._score_of(g))
-        for t in g.trials:
+        for t in every[g.graph_hash].trials:
             for r in study.store.item_results(t.id):
                 if r["item_id"] not in c.outcomes:
                     c.outcomes[r["item_id"]] = bool(r["correct"])

@@ -130,10 +130,28 @@ def load_run_config(store: RunStore) -> RunConfig:
     return make_config(data)
 
 
+def _pts(diff: dict[str, Any]) -> str:
+    return (f"{100 * diff['mean']:+.1f} points [{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}] "
+            f"on {diff['n']} items")
+
+
+def vs_classical_line(vs: dict[str, Any]) -> str:
+    """The selected graph against the best classical strategy: paired differences (selected −
+    classical, 95% CI) on the search items and, when tested, on the test items."""
+    line = f"{vs['name']}: search {_pts(vs['search'])}"
+    if vs.get("test"):
+        line += f"; test {_pts(vs['test'])}"
+    return line
+
+
 def print_result(result: StudyResult, study: Study) -> None:
     d = result.to_dict()
     pct = lambda x: "—" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-    out.print(Text.assemble(("best graph", "bold"), f" (trial {d['best_trial']}, {d['graph_hash']}): "
+    conf = d.get("confirmation") or {}
+    name = next((f["name"] for f in conf.get("finalists", []) if f["trial"] == d["best_trial"] and f["classical"]),
+                None)
+    out.print(Text.assemble(("best graph", "bold"), (f" — {name}" if name else ""),
+                            f" (trial {d['best_trial']}, {d['graph_hash']}): "
                             f"{len(result.best.graph.nodes)} nodes, {len(result.best.graph.edges)} edges, "
                             f"{d['planned_units']:.2f} / {study.space.budget.units:.2f} units"), soft_wrap=True)
     out.print(to_text(result.best.graph), highlight=False, markup=False)
@@ -144,7 +162,16 @@ def print_result(result: StudyResult, study: Study) -> None:
         lo, hi = d["test_ci"]
         table.add_row("test accuracy", f"{pct(d['test_accuracy'])} [{pct(lo)}–{pct(hi)}] over {d['test_items']} items"
                       + (f" ({d['test_errors']} errors, counted as not correct)" if d["test_errors"] else ""))
-    table.add_row("evaluations", f"{d['evaluations']} graph×item runs in {d['trials']} trials")
+    if conf:
+        short = "" if conf["items"] >= conf["requested_items"] else \
+            f" (asked for {conf['requested_items']}; the search split has {conf['search_split']})"
+        table.add_row("selection", f"cheapest finalist not significantly worse than the most accurate "
+                      f"(paired 95% CI), {len(conf['finalists'])} finalists on {conf['items']} search items{short}")
+    vs = d.get("vs_classical")
+    if vs:
+        table.add_row("vs best classical", vs_classical_line(vs))
+    table.add_row("evaluations", f"{d['evaluations']} graph×item runs in {d['trials']} trials "
+                  f"({d['search_evaluations']} by the optimizer)")
     table.add_row("backend calls / cache hits", f"{d['backend_calls']} / {d['cache_hits']}")
     table.add_row("time", f"{d['eval_seconds']:.1f}s evaluating + {d['agent_seconds']:.1f}s agent")
     table.add_row("run", f"{d['run_dir']} (best graph: {Path(d['run_dir']) / 'best_graph.json'})")
