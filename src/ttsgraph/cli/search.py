@@ -176,6 +176,12 @@ def print_result(result: StudyResult, study: Study) -> None:
     table.add_row("time", f"{d['eval_seconds']:.1f}s evaluating + {d['agent_seconds']:.1f}s agent")
     table.add_row("run", f"{d['run_dir']} (best graph: {Path(d['run_dir']) / 'best_graph.json'})")
     out.print(table)
+    if vs and vs.get("test"):  # the verdict, last: what the search bought over what needs none
+        t = vs["test"]
+        out.print(f"selected graph vs best classical ({vs['name']}) on {t['n']} test items: "
+                  f"{100 * t['mean']:+.1f} points, paired 95% CI [{100 * t['low']:+.1f}, {100 * t['high']:+.1f}] "
+                  f"(selected {pct(d['test_accuracy'])}, classical {pct(vs.get('test_accuracy'))})",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("search")
