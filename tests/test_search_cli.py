@@ -182,17 +182,21 @@ def ttsgraph_cmd() -> list[str]:
 @pytest.mark.integration
 def test_real_small_search_on_the_embedded_models(tmp_path):
     """The embedded default, small: Agent-REINFORCE with SmolLM2 as agent, SmolLM2 + Gemma-3-270M as
-    workers, arithmetic, 3 iterations × 2 items (no pretest, short agent replies)."""
+    workers, arithmetic, 3 iterations × 2 items (no pretest, short agent replies), the classical
+    strategies first and two finalists confirmed on 4 items."""
     proc = subprocess.run(
         [*ttsgraph_cmd(), "search", "--task", "arithmetic", "--budget-nodes", "2", "--optimizer", "agent-reinforce",
          "--agent", "smollm2-135m", "--opt", "pretest=false", "--opt", "agent_max_tokens=192",
-         "--iterations", "3", "--batch", "2", "--test-limit", "2", "--max-tokens", "24",
+         "--iterations", "3", "--batch", "2", "--test-limit", "2", "--max-tokens", "24", "--confirm", "2",
+         "--confirm-items", "4",
          "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"), "--concurrency", "2", "--json"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(proc.stdout)
-    assert data["evaluations"] == 6 and data["trials"] >= 3
+    assert data["search_evaluations"] == 6 and data["trials"] >= 3
+    vs = data["vs_classical"]  # the selected graph against the best classical strategy, paired
+    assert vs["search"]["n"] == 4 and vs["test"]["n"] == 2 and vs["search"]["low"] <= vs["search"]["high"]
     assert data["backend_calls"] > 0 and data["test_ci"] is not None
     assert data["agent_seconds"] > 0  # the agent was really asked
     assert 0.0 <= data["search_accuracy"] <= 1.0
@@ -200,6 +204,10 @@ def test_real_small_search_on_the_embedded_models(tmp_path):
 
     with RunStore.open(tmp_path / "run", readonly=True) as store:
         assert store.agent_log(), "agent exchanges are stored for audit"
+        updates = [e for e in store.agent_log() if e["kind"].startswith("update")]
+        assert updates and "Classical strategies on the same questions" in updates[0]["prompt"][-1]["content"]
+        kinds = [t.kind for t in store.trials()]
+        assert kinds.index("search") == kinds.count("classical")  # the classical strategies came first
         budget = store.get_config("space")["budget_units"]
         for t in store.trials():
             assert t.planned_units <= budget + 1e-9
