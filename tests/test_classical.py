@@ -136,8 +136,11 @@ def test_search_json_reports_the_paired_difference_and_no_classical_turns_it_off
     assert vs["name"] and vs["test"]["n"] == 4 and vs["search"]["n"] == 8
     assert vs["search"]["low"] <= vs["search"]["mean"] <= vs["search"]["high"]
     assert data["confirmation"]["items"] == 8 and data["selection_rule"] == "cheapest-not-worse"
-    human = cli(*BASE, "--out", "on", "--resume").stdout  # a finished run re-reports its decision
+    human = cli("search", "--out", "on", "--resume").stdout  # a finished run re-reports its decision
     assert "vs best classical" in human and vs["name"] in human
+    assert human.strip().splitlines()[-1].startswith(f"selected graph vs best classical ({vs['name']}) on 4 test")
+    report = json.loads(cli("report", "on", "--json").stdout)  # the report reads the stored decision
+    assert "vs best classical" in (tmp_path / report["html"]).read_text()
     off = json.loads(cli(*BASE, "--out", "off", "--no-cache", "--no-classical", "--json").stdout)
     assert off["vs_classical"] is None
     with RunStore.open(tmp_path / "off", readonly=True) as store:

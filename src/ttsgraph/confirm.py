@@ -110,6 +110,20 @@ def diff_dict(d: PairedDifference) -> dict[str, Any]:
     return {"mean": d.mean, "low": d.low, "high": d.high, "n": d.n}
 
 
+def _pts(diff: dict[str, Any]) -> str:
+    return (f"{100 * diff['mean']:+.1f} points [{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}] "
+            f"on {diff['n']} items")
+
+
+def vs_classical_line(vs: dict[str, Any]) -> str:
+    """The selected graph against the best classical strategy (a `Selection.vs_classical`): paired
+    differences (selected − classical, 95% CI) on the search items and, once tested, the test items."""
+    line = f"{vs['name']}: search {_pts(vs['search'])}"
+    if vs.get("test"):
+        line += f"; test {_pts(vs['test'])}"
+    return line
+
+
 def finalists_of(ranked: Sequence[Contender], k: int, classical_k: int = 2) -> list[Contender]:
     """The top `k` contenders by pooled search accuracy, plus the `classical_k` best classical ones
     (the incumbents) if they are not among them."""
@@ -121,4 +135,4 @@ def finalists_of(ranked: Sequence[Contender], k: int, classical_k: int = 2) -> l
 
 
 __all__ = ["RULE", "Contender", "paired", "most_accurate", "significantly_worse", "cheapest_not_worse", "halve",
-           "levels", "diff_dict", "finalists_of"]
+           "levels", "diff_dict", "finalists_of", "vs_classical_line"]

@@ -29,6 +29,7 @@ from rich.text import Text
 from ttsgraph.cli.app import app
 from ttsgraph.cli import flags
 from ttsgraph.cli.common import console, emit_json, handle_errors, out, parse_pairs
+from ttsgraph.confirm import vs_classical_line
 from ttsgraph.config import RunConfig, deep_merge, legacy_config, make_config, resume_config
 from ttsgraph.errors import BudgetError, TtsGraphError
 from ttsgraph.graph_io import to_text
@@ -128,20 +129,6 @@ def load_run_config(store: RunStore) -> RunConfig:
         data = legacy_config(legacy)
     data = {"classical": False, "confirm": 0, **data}  # runs stored before issue 11 had neither
     return make_config(data)
-
-
-def _pts(diff: dict[str, Any]) -> str:
-    return (f"{100 * diff['mean']:+.1f} points [{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}] "
-            f"on {diff['n']} items")
-
-
-def vs_classical_line(vs: dict[str, Any]) -> str:
-    """The selected graph against the best classical strategy: paired differences (selected −
-    classical, 95% CI) on the search items and, when tested, on the test items."""
-    line = f"{vs['name']}: search {_pts(vs['search'])}"
-    if vs.get("test"):
-        line += f"; test {_pts(vs['test'])}"
-    return line
 
 
 def print_result(result: StudyResult, study: Study) -> None:
