@@ -50,7 +50,8 @@ Progress = Callable[[dict[str, Any]], None]
 @dataclass
 class StudyResult:
     """What a finished study found and what it cost. `evaluations` counts graph×item runs (search,
-    racing, classical strategies and confirmation; `search_evaluations` the optimizer's alone), `backend_calls`/`cache_hits` the worker nodes' calls (agent calls not included)."""
+    racing, classical strategies and confirmation; `search_evaluations` the optimizer's alone),
+    `backend_calls`/`cache_hits` the worker nodes' calls (agent calls not included)."""
 
     best: Evaluation
     best_trial: int
@@ -131,7 +132,8 @@ class StudySettings:
         if self.latency_weight < 0:
             raise TtsGraphError(f"latency weight must be >= 0, got {self.latency_weight}")
         if self.confirm < 0 or self.confirm_items < 1:
-            raise TtsGraphError(f"confirm must be >= 0 and confirm items >= 1, got {self.confirm}, {self.confirm_items}")
+            raise TtsGraphError(f"confirm must be >= 0 and confirm items >= 1, "
+                                f"got {self.confirm}, {self.confirm_items}")
         if self.race_items is None:
             object.__setattr__(self, "race_items", self.batch)
 
