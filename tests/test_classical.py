@@ -153,3 +153,17 @@ def test_the_agent_prompt_shows_the_classical_scores() -> None:
     text = P.incumbents_text(refs)
     assert text is not None and text.index(GEMMA) < text.index(SMOL) and "100%" in text
     assert P.incumbents_text([]) is None
+
+
+def test_confirmation_without_any_candidate_falls_back_to_the_plain_rule(tmp_path, pool, task):  # noqa: F811
+    from ttsgraph.search.base import Proposal
+    from tests.test_study import ScriptOpt
+
+    class ProbesOnly(ScriptOpt):
+        async def ask(self) -> list[Proposal]:
+            return [Proposal(self.graphs[0], 1, {}, candidate=False)]
+
+    study = make_study(tmp_path, pool, task, [single(SMOL)], iterations=2, batch=1, opt_cls=ProbesOnly,
+                       confirm=2, confirm_items=4, test_limit=0)
+    result = run(study)
+    assert result.decision["rule"] == "best" and result.to_dict()["vs_classical"] is None

@@ -109,6 +109,8 @@ async def run_confirmation(study: Study) -> selection.Selection:
     s = study.settings
     panel_size = min(int(s.confirm_items), len(study.stream.items))
     ranked = _contenders(study)
+    if not ranked:  # a budget spent on screening probes only, nothing classical: the plain rule decides
+        return selection.choose(study.store.trials(), "best", study._score_of)
     finalists = C.finalists_of(ranked, s.confirm)
     schedule = C.levels(s.batch, panel_size)
     history: list[dict[str, Any]] = []
