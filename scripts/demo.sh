@@ -2,8 +2,12 @@
 # The main job on the embedded default: set up (idempotent), then search the best test-time-scaling
 # graph for the synthetic arithmetic task with Agent-REINFORCE, using the two local models
 # (SmolLM2-135M-Instruct, Gemma-3-270M) as workers and SmolLM2 as the search agent, under a budget
-# of b = 3 reference nodes; re-score the two best candidates on 3 more search items (racing, so
-# a graph lucky on one item does not win), score the chosen graph on 20 held-out test items, print it.
+# of b = 3 reference nodes (examples/recipes/demo.toml says the same). The classical strategies that fit (each
+# model alone, self-consistency, a refinement chain, parallel + fuser) are scored first on the same
+# items as the candidates; the finalists race on up to 20 search items and the cheapest one not
+# significantly worse than the most accurate is returned, then scored on 20 held-out test items
+# beside the best classical strategy. The last line: the selected graph against the best classical
+# strategy on the test items, with the paired 95% CI.
 #
 # Usage: bash scripts/demo.sh [extra `ttsgraph search` options]
 # Rerunning continues (or just re-reports) the same run: it lives in $DEMO_OUT (default
@@ -24,7 +28,7 @@ exec .venv/bin/ttsgraph search \
   --budget-nodes 3 \
   --iterations 5 --batch 3 \
   --max-tokens 32 \
-  --race 2 --race-items 3 \
+  --classical --confirm 3 --confirm-items 20 \
   --test-limit 20 \
   --seed 0 \
   --out "$OUT" "$@"

@@ -125,7 +125,8 @@ def _store_outcomes(run: Path) -> list[tuple[Any, ...]]:
 
 def test_search_on_ray_matches_local(ray_address: str, tmp_path: Path) -> None:
     args = ("search", "--task", "arithmetic", "--optimizer", "random", "--budget-nodes", "2", "--iterations", "2",
-            "--batch", "2", "--test-limit", "2", "--max-tokens", "16", "--no-cache", "--json")
+            "--batch", "2", "--test-limit", "2", "--max-tokens", "16", "--no-cache", "--no-classical", "--confirm", "0",
+            "--json")  # the classical phase and the confirmation are tested in test_classical.py
     local = json.loads(cli(*args, "--out", str(tmp_path / "local"), cwd=tmp_path).stdout)
     ray_run = json.loads(cli(*args, "--out", str(tmp_path / "ray"), "--executor", "ray",
                              "--ray-address", ray_address, cwd=tmp_path).stdout)

@@ -54,7 +54,7 @@ def test_accuracy_latency_search_returns_a_pareto_graph_and_reports_it(tmp_path:
     run = tmp_path / "run"
     found = ttsgraph("search", "--task", "arithmetic", "--budget-nodes", "2", "--optimizer", "agent-reinforce",
                      "--objective", "accuracy-latency", "--select", "pareto", "--iterations", "4", "--batch", "2",
-                     "--max-tokens", "16", "--test-limit", "2", "--no-cache", "--out", str(run))
+                     "--max-tokens", "16", "--test-limit", "2", "--no-cache", "--no-classical", "--out", str(run))
     best = load_graph(run / "best_graph.json")
     assert best.canonical_hash() == found["graph_hash"]
 

@@ -88,7 +88,7 @@ def test_search_json_has_the_documented_keys(tmp_path, cli):
     for key in ("best_graph", "search_accuracy", "test_accuracy", "test_ci", "planned_units", "evaluations",
                 "backend_calls", "cache_hits", "eval_seconds", "agent_seconds", "run_dir", "trials"):
         assert key in data, key
-    assert data["evaluations"] == 8 and data["trials"] == 4
+    assert data["search_evaluations"] == 8 and data["trials"] == 4 and data["evaluations"] > 8  # + classical, confirmation
     assert 0 <= data["test_ci"][0] <= data["test_accuracy"] <= data["test_ci"][1] <= 1
     assert data["agent_seconds"] == 0.0 and data["backend_calls"] > 0
     best = json.loads((tmp_path / "run" / "best_graph.json").read_text())
@@ -143,7 +143,9 @@ def test_resume_continues_longer_runs_and_refuses_flags_that_change_the_study(tm
     res = cli("search", "--resume", "--out", "r", "--iterations", "3", check=False)
     assert res.exit_code == 2 and "can only go on longer" in res.stderr
     longer = json.loads(cli("search", "--resume", "--out", "r", "--iterations", "6", "--json").stdout)
-    assert longer["trials"] == 6 and longer["evaluations"] == 12  # two more iterations, not silently 4
+    assert longer["trials"] == 6 and longer["search_evaluations"] == 12  # two more iterations, not silently 4
+    res = cli("search", "--resume", "--out", "r", "--no-classical", check=False)  # classical: part of the study
+    assert res.exit_code == 2 and "--no-classical: this run was created with True, not False" in res.stderr
     again = json.loads(cli(*BASE[:9], *BASE[11:], "--resume", "--out", "r", "--json").stdout)
     assert again["trials"] == 6  # the same values again are accepted, and the stored run now says 6
 
@@ -160,7 +162,7 @@ def test_pareto_selection_latency_objective_and_racing(tmp_path, cli):
     data = json.loads(cli(*BASE, "--out", "p", "--no-cache", "--select", "pareto", "--objective", "accuracy-latency",
                           "--latency-weight", "0.5", "--race", "2", "--race-items", "3", "--json").stdout)
     assert data["pareto"] and data["best_trial"] in data["pareto"]
-    assert data["evaluations"] == 8 + 2 * 3  # racing re-scores are counted
+    assert data["search_evaluations"] == 8 + 2 * 3  # racing re-scores are counted
     from ttsgraph.store import RunStore
 
     with RunStore.open(tmp_path / "p", readonly=True) as store:
@@ -180,17 +182,21 @@ def ttsgraph_cmd() -> list[str]:
 @pytest.mark.integration
 def test_real_small_search_on_the_embedded_models(tmp_path):
     """The embedded default, small: Agent-REINFORCE with SmolLM2 as agent, SmolLM2 + Gemma-3-270M as
-    workers, arithmetic, 3 iterations × 2 items (no pretest, short agent replies)."""
+    workers, arithmetic, 3 iterations × 2 items (no pretest, short agent replies), the classical
+    strategies first and two finalists confirmed on 4 items."""
     proc = subprocess.run(
         [*ttsgraph_cmd(), "search", "--task", "arithmetic", "--budget-nodes", "2", "--optimizer", "agent-reinforce",
          "--agent", "smollm2-135m", "--opt", "pretest=false", "--opt", "agent_max_tokens=192",
-         "--iterations", "3", "--batch", "2", "--test-limit", "2", "--max-tokens", "24",
+         "--iterations", "3", "--batch", "2", "--test-limit", "2", "--max-tokens", "24", "--confirm", "2",
+         "--confirm-items", "4",
          "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"), "--concurrency", "2", "--json"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(proc.stdout)
-    assert data["evaluations"] == 6 and data["trials"] >= 3
+    assert data["search_evaluations"] == 6 and data["trials"] >= 3
+    vs = data["vs_classical"]  # the selected graph against the best classical strategy, paired
+    assert vs["search"]["n"] == 4 and vs["test"]["n"] == 2 and vs["search"]["low"] <= vs["search"]["high"]
     assert data["backend_calls"] > 0 and data["test_ci"] is not None
     assert data["agent_seconds"] > 0  # the agent was really asked
     assert 0.0 <= data["search_accuracy"] <= 1.0
@@ -198,6 +204,10 @@ def test_real_small_search_on_the_embedded_models(tmp_path):
 
     with RunStore.open(tmp_path / "run", readonly=True) as store:
         assert store.agent_log(), "agent exchanges are stored for audit"
+        updates = [e for e in store.agent_log() if e["kind"].startswith("update")]
+        assert updates and "Classical strategies on the same questions" in updates[0]["prompt"][-1]["content"]
+        kinds = [t.kind for t in store.trials()]
+        assert kinds.index("search") == kinds.count("classical")  # the classical strategies came first
         budget = store.get_config("space")["budget_units"]
         for t in store.trials():
             assert t.planned_units <= budget + 1e-9

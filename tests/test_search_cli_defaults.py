@@ -27,4 +27,4 @@ def test_the_joint_objective_selects_on_the_pareto_front_by_default(tmp_path: Pa
     assert data["best_trial"] in data["pareto"]
     plain = json.loads(cli(*BASE, "--out", "plain", "--no-cache", "--json").stdout)
     with RunStore.open(tmp_path / "plain", readonly=True) as store:
-        assert store.get_config("selection")["rule"] == "best" and plain["pareto"] == []
+        assert store.get_config("selection")["rule"] == "cheapest-not-worse" and plain["pareto"] == []

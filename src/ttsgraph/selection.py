@@ -138,7 +138,11 @@ class Selection:
 
     `trial` names the graph (its first trial; for `last`, the last trial); `accuracy` =
     correct / items over what the rule pooled, `errors` among those items; `pareto` = the trials
-    naming the front's graphs when the rule is `pareto`."""
+    naming the front's graphs when the rule is `pareto`. With the paired confirmation (rule
+    `cheapest-not-worse`) `accuracy` is over the confirmation items, `confirm` holds its levels and
+    finalists with their paired differences against the most accurate one, and `vs_classical` the
+    paired difference (selected − best classical strategy) on the search items and, once tested,
+    on the test items."""
 
     trial: int
     graph_hash: str
@@ -150,6 +154,8 @@ class Selection:
     planned_units: float
     latency: float | None
     pareto: list[int] = field(default_factory=list)
+    confirm: dict[str, Any] = field(default_factory=dict)  # the paired confirmation (`ttsgraph.confirm`), if run
+    vs_classical: dict[str, Any] = field(default_factory=dict)  # selected − best classical: search and test CIs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

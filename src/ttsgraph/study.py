@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ttsgraph import selection
+from ttsgraph import selection, study_paired
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.evaluator import Evaluator, evaluate_one
 from ttsgraph.executor import EvalSummary, ItemResult, summarize
@@ -49,8 +49,9 @@ Progress = Callable[[dict[str, Any]], None]
 
 @dataclass
 class StudyResult:
-    """What a finished study found and what it cost. `evaluations` counts graph×item runs (search
-    and racing), `backend_calls`/`cache_hits` the worker nodes' calls (agent calls not included)."""
+    """What a finished study found and what it cost. `evaluations` counts graph×item runs (search,
+    racing, classical strategies and confirmation; `search_evaluations` the optimizer's alone),
+    `backend_calls`/`cache_hits` the worker nodes' calls (agent calls not included)."""
 
     best: Evaluation
     best_trial: int
@@ -66,6 +67,8 @@ class StudyResult:
     search_items: int = 0
     search_errors: int = 0  # of the selected graph's search items, how many errored (counted as not correct)
     pareto: list[int] = field(default_factory=list)
+    decision: dict[str, Any] = field(default_factory=dict)  # the stored `selection.Selection`
+    search_evaluations: int = 0  # of `evaluations`, the optimizer's (search and race) ones
 
     def to_dict(self) -> dict[str, Any]:
         test = self.test
@@ -90,6 +93,10 @@ class StudyResult:
             "agent_seconds": self.agent_seconds,
             "trials": self.trials,
             "pareto": self.pareto,
+            "search_evaluations": self.search_evaluations,
+            "selection_rule": self.decision.get("rule"),
+            "confirmation": self.decision.get("confirm") or None,
+            "vs_classical": self.decision.get("vs_classical") or None,
         }
 
 
@@ -112,6 +119,9 @@ class StudySettings:
     race: int = 0
     race_items: int | None = None
     test_limit: int | None = None
+    classical: bool = False  # score the classical strategies first (`search.classical`): the incumbent
+    confirm: int = 0  # > 0: paired items for every candidate, then this many finalists race (`confirm`)
+    confirm_items: int = 20  # the confirmation size (at most the search split)
 
     def __post_init__(self) -> None:
         Objective(self.objective)  # names an unknown objective
@@ -121,6 +131,9 @@ class StudySettings:
             raise TtsGraphError(f"iterations and batch must be >= 1, got {self.iterations}, {self.batch}")
         if self.latency_weight < 0:
             raise TtsGraphError(f"latency weight must be >= 0, got {self.latency_weight}")
+        if self.confirm < 0 or self.confirm_items < 1:
+            raise TtsGraphError(f"confirm must be >= 0 and confirm items >= 1, "
+                                f"got {self.confirm}, {self.confirm_items}")
         if self.race_items is None:
             object.__setattr__(self, "race_items", self.batch)
 
@@ -171,7 +184,8 @@ class Study:
         return cls(store, rt.task, rt.pool, space, optimizer or rt.optimizer(space, seed=seed), rt.evaluator,
                    iterations=cfg.iterations, batch=cfg.batch, seed=seed, objective=cfg.objective,
                    latency_weight=cfg.latency_weight, select=cfg.selection, params=rt.params, race=cfg.race,
-                   race_items=cfg.race_items, test_limit=cfg.test_limit)
+                   race_items=cfg.race_items, test_limit=cfg.test_limit, classical=cfg.classical,
+                   confirm=cfg.confirm, confirm_items=cfg.confirm_items)
 
     # ----- helpers -------------------------------------------------------------------------
     def _emit(self, **event: Any) -> None:
@@ -261,7 +275,7 @@ class Study:
         self._t0 = time.perf_counter()
         name = self.optimizer.name
         stored = self.store.trials("search")
-        for t in stored:  # counters of what a previous process already did
+        for t in self.store.trials():  # counters of what a previous process already did
             self._eval_seconds += t.eval_seconds
             self._calls += int(t.meta.get("study", {}).get("backend_calls", 0))
             self._hits += int(t.meta.get("study", {}).get("cache_hits", 0))
@@ -275,6 +289,9 @@ class Study:
         if saved is not None:  # the state holds no history: the told evaluations come from the store
             self.optimizer.load_state_dict(saved[1], history=[self._from_record(t) for t in done_before])
         in_flight = {t.position: t for t in stored if t.iteration == iteration}
+        if self.settings.classical:  # the incumbent, scored first on the items the candidates get
+            self.optimizer.observe(await study_paired.run_classical(self))
+        paired = self.settings.confirm > 0  # every proposal on the panel's first items (common items)
         cursor = sum(len(t.item_ids) for t in done_before)
         if done_before:
             self._best_acc = self._live_best()
@@ -294,7 +311,7 @@ class Study:
                     evaluation = self._from_record(record)  # scored before the interruption
                 else:
                     graph, meta = self._admit(proposal)
-                    items = self.stream.take(cursor, n)
+                    items = self.stream.take(0 if paired else cursor, n)
                     results, seconds = await self._score(graph, items, f"iteration {iteration + 1}")
                     calls, hits = _calls(results)
                     meta = {**proposal.meta, **meta, "study": {"backend_calls": calls, "cache_hits": hits}}
@@ -348,7 +365,10 @@ class Study:
             raise TtsGraphError("the study scored no trial: nothing to select")
         if self.settings.race > 0 and self.settings.select != "last":
             await self._race(selection.candidates(search))
-        chosen = selection.choose(self.store.trials(), self.settings.select, self._score_of)
+        if self.settings.confirm > 0 and self.settings.select == "best":
+            chosen = await study_paired.run_confirmation(self)
+        else:
+            chosen = selection.choose(self.store.trials(), self.settings.select, self._score_of)
         self.store.set_config(selection.CONFIG_KEY, chosen.to_dict())
         record = self.store.trial(chosen.trial)
         best = self._from_record(record)
@@ -358,7 +378,10 @@ class Study:
                    extra={"search_accuracy": chosen.accuracy, "trial": chosen.trial,
                           "optimizer": self.optimizer.name, "task": self.task.name,
                           "budget_units": self.space.budget.units})
-        test = await self._test(record.graph)
+        test, test_results = await self._test(record.graph)
+        if chosen.vs_classical:
+            await study_paired.test_vs_classical(self, chosen, test_results)
+            self.store.set_config(selection.CONFIG_KEY, chosen.to_dict())
         all_trials = self.store.trials()
         self._emit(kind="done", best_accuracy=chosen.accuracy, test_accuracy=test.accuracy if test else None)
         return StudyResult(
@@ -367,17 +390,20 @@ class Study:
             backend_calls=self._calls, cache_hits=self._hits, eval_seconds=self._eval_seconds,
             agent_seconds=float(self.optimizer.agent_seconds()), trials=len(search), run_dir=run_dir,
             search_accuracy=chosen.accuracy, search_items=chosen.items, search_errors=chosen.errors,
-            pareto=chosen.pareto,
+            pareto=chosen.pareto, decision=chosen.to_dict(),
+            search_evaluations=sum(len(t.item_ids) for t in all_trials if t.kind in ("search", "race")),
         )
 
-    async def _test(self, graph: Graph) -> EvalSummary | None:
+    def _test_items(self) -> list[Any]:
         if self.settings.test_limit == 0:
-            return None
+            return []
         items = self.task.items("test")
-        if self.settings.test_limit is not None:
-            items = items[: self.settings.test_limit]
+        return items[: self.settings.test_limit] if self.settings.test_limit is not None else items
+
+    async def _test(self, graph: Graph) -> tuple[EvalSummary | None, list[ItemResult]]:
+        items = self._test_items()
         if not items:
-            return None
+            return None, []
         results, seconds = await self._score(graph, items, "test")
         calls, hits = _calls(results)
         summary = summarize(results, graph, self.pool, self.task)
@@ -385,7 +411,7 @@ class Study:
                                    {**summary.to_dict(), "limit": self.settings.test_limit, "seconds": seconds})
         self._emit(kind="test", accuracy=summary.accuracy, ci=list(summary.ci), seconds=seconds,
                    test_calls=calls, test_hits=hits)
-        return summary
+        return summary, results
 
 
 __all__ = ["Study", "StudyResult", "ItemStream", "OBJECTIVES", "SELECTIONS"]

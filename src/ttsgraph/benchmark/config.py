@@ -64,6 +64,7 @@ class BenchConfig:
         return make_config({
             "task": self.task, "task_options": self.task_options, "models": self.models, "budget": budget,
             "iterations": self.iterations, "batch": self.batch, "select": self.select, "test_limit": 0,
+            "classical": False, "confirm": 0,  # bench scores the classical strategies as its own baseline rows
             "sampling": {"temperature": self.temperature, "max_tokens": self.max_tokens},
             "backend": {"cache": str(self.cache) if self.cache is not None else None, "no_cache": self.cache is None,
                         "concurrency": self.concurrency, "timeout": self.timeout, "retries": self.retries},

@@ -29,6 +29,7 @@ from rich.text import Text
 from ttsgraph.cli.app import app
 from ttsgraph.cli import flags
 from ttsgraph.cli.common import console, emit_json, handle_errors, out, parse_pairs
+from ttsgraph.confirm import vs_classical_line
 from ttsgraph.config import RunConfig, deep_merge, legacy_config, make_config, resume_config
 from ttsgraph.errors import BudgetError, TtsGraphError
 from ttsgraph.graph_io import to_text
@@ -96,7 +97,7 @@ class Display:
             s["repaired"] += int(bool(event.get("repaired")))
             s["errors"] += int(event.get("errors") or 0)
             self.bar.update(self.items_task, completed=event.get("items_used", 0))
-        elif kind == "item" and str(event.get("label", "")).startswith(("test", "racing")):
+        elif kind == "item" and str(event.get("label", "")).startswith(("test", "racing", "classical", "confirming")):
             s["phase"] = str(event["label"]).split(" ")[0]
             if self.test_task is None:
                 self.test_task = self.bar.add_task(s["phase"] + " items", total=event.get("total", 0))
@@ -126,13 +127,18 @@ def load_run_config(store: RunStore) -> RunConfig:
         if legacy is None:
             raise TtsGraphError(f"{store.path}: the run holds no search configuration")
         data = legacy_config(legacy)
+    data = {"classical": False, "confirm": 0, **data}  # runs stored before issue 11 had neither
     return make_config(data)
 
 
 def print_result(result: StudyResult, study: Study) -> None:
     d = result.to_dict()
     pct = lambda x: "—" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-    out.print(Text.assemble(("best graph", "bold"), f" (trial {d['best_trial']}, {d['graph_hash']}): "
+    conf = d.get("confirmation") or {}
+    name = next((f["name"] for f in conf.get("finalists", []) if f["trial"] == d["best_trial"] and f["classical"]),
+                None)
+    out.print(Text.assemble(("best graph", "bold"), (f" — {name}" if name else ""),
+                            f" (trial {d['best_trial']}, {d['graph_hash']}): "
                             f"{len(result.best.graph.nodes)} nodes, {len(result.best.graph.edges)} edges, "
                             f"{d['planned_units']:.2f} / {study.space.budget.units:.2f} units"), soft_wrap=True)
     out.print(to_text(result.best.graph), highlight=False, markup=False)
@@ -143,11 +149,26 @@ def print_result(result: StudyResult, study: Study) -> None:
         lo, hi = d["test_ci"]
         table.add_row("test accuracy", f"{pct(d['test_accuracy'])} [{pct(lo)}–{pct(hi)}] over {d['test_items']} items"
                       + (f" ({d['test_errors']} errors, counted as not correct)" if d["test_errors"] else ""))
-    table.add_row("evaluations", f"{d['evaluations']} graph×item runs in {d['trials']} trials")
+    if conf:
+        short = "" if conf["items"] >= conf["requested_items"] else \
+            f" (asked for {conf['requested_items']}; the search split has {conf['search_split']})"
+        table.add_row("selection", f"cheapest finalist not significantly worse than the most accurate "
+                      f"(paired 95% CI), {len(conf['finalists'])} finalists on {conf['items']} search items{short}")
+    vs = d.get("vs_classical")
+    if vs:
+        table.add_row("vs best classical", vs_classical_line(vs))
+    table.add_row("evaluations", f"{d['evaluations']} graph×item runs in {d['trials']} trials "
+                  f"({d['search_evaluations']} by the optimizer)")
     table.add_row("backend calls / cache hits", f"{d['backend_calls']} / {d['cache_hits']}")
     table.add_row("time", f"{d['eval_seconds']:.1f}s evaluating + {d['agent_seconds']:.1f}s agent")
     table.add_row("run", f"{d['run_dir']} (best graph: {Path(d['run_dir']) / 'best_graph.json'})")
     out.print(table)
+    if vs and vs.get("test"):  # the verdict, last: what the search bought over what needs none
+        t = vs["test"]
+        out.print(f"selected graph vs best classical ({vs['name']}) on {t['n']} test items: "
+                  f"{100 * t['mean']:+.1f} points, paired 95% CI [{100 * t['low']:+.1f}, {100 * t['high']:+.1f}] "
+                  f"(selected {pct(d['test_accuracy'])}, classical {pct(vs.get('test_accuracy'))})",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("search")
@@ -171,6 +192,9 @@ def search_command(
     latency_weight: float | None = typer.Option(None, "--latency-weight", min=0.0, help="λ of accuracy − λ·latency/latency_ref."),
     race: int | None = typer.Option(None, "--race", min=0, help="Re-score this many top candidates on more search items."),
     race_items: int | None = typer.Option(None, "--race-items", min=1, help="Items per racing re-score (default: batch)."),
+    classical: bool | None = typer.Option(None, "--classical/--no-classical", help="Score the classical strategies that fit the budget (each model alone, self-consistency, a refinement chain, parallel + fuser) first, as the incumbent the search must beat (default: on)."),
+    confirm: int | None = typer.Option(None, "--confirm", min=0, help="Finalists of the paired confirmation: every candidate on the same items, successive halving, the cheapest finalist not significantly worse than the most accurate wins (default 4; 0: off)."),
+    confirm_items: int | None = typer.Option(None, "--confirm-items", min=1, help="Search items the finalists are confirmed on (default 20; at most the search split)."),
     test_limit: int | None = typer.Option(None, "--test-limit", min=0, help="Score the result on this many test items (0: skip; default all)."),
     output_model: str | None = typer.Option(None, "--output-model", help="The output node's model (default: the pool's; 'searched' to search it)."),
     output_max_tokens: int | None = typer.Option(None, "--output-max-tokens", min=1, help="Max tokens of the output node (default: --max-tokens; the paper: 1000 vs 4096)."),
@@ -184,7 +208,8 @@ def search_command(
         "budget.units": budget, "budget.nodes": budget_nodes, "optimizer.name": optimizer,
         "optimizer.options": options or None, "profile": profile, "iterations": iterations, "batch": batch,
         "seed": seed, "select": select, "objective": objective, "latency_weight": latency_weight, "race": race,
-        "race_items": race_items, "test_limit": test_limit, "output_model": output_model,
+        "race_items": race_items, "classical": classical, "confirm": confirm,
+        "confirm_items": confirm_items, "test_limit": test_limit, "output_model": output_model,
         "sampling.output_max_tokens": output_max_tokens,
     })
     if resume:

@@ -125,7 +125,7 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
         body.append('<p class="bad">No trials stored yet.</p>')
     body.append("<h2>Selected graph" + ("s" if kind == "bench" else "") + "</h2>")
     if graph_figs:
-        body.append(figs.html(*graph_figs) + sections.selected_table(runs, front.hashes))
+        body.append(figs.html(*graph_figs) + sections.selected_table(runs, front.hashes) + sections.vs_classical(runs))
     else:
         body.append('<p class="muted">no graph selected yet</p>')
     if kind == "bench":

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ttsgraph import plots
+from ttsgraph.confirm import vs_classical_line
 from ttsgraph.latency import LatencyModel
 from ttsgraph.pareto import as_number
 from ttsgraph.report.data import RunData
@@ -38,6 +39,22 @@ def selected_table(runs: Sequence[RunData], front_hashes: set[str]) -> str:
     return table(["run", "optimizer", "trial", "rule", "search accuracy (pooled)", "correct/items", "errors",
                   "planned units", "latency s", "est. latency s", "on Pareto front", "test accuracy [95% CI]",
                   "test items", "test errors", "test latency s"], rows, left=2)
+
+
+def vs_classical(runs: Sequence[RunData]) -> str:
+    """One line per run whose study raced the classical strategies: the paired difference (selected −
+    best classical, 95 % CI) on the confirmation items and on the test items."""
+    lines = []
+    for r in runs:
+        sel = r.decision()
+        vs = sel.vs_classical if sel is not None else {}
+        if not vs or not vs.get("search"):
+            continue
+        conf = sel.confirm if sel is not None else {}
+        lines.append(f"<p>{esc(r.name)}: selected by {esc(sel.rule)} among {len(conf.get('finalists', []))} "
+                     f"finalists on {conf.get('items')} search items; vs best classical "
+                     f"{esc(vs_classical_line(vs))}.</p>")
+    return "".join(lines)
 
 
 def optimizer_table(runs: Sequence[RunData]) -> str:

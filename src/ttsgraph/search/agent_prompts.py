@@ -134,6 +134,17 @@ def singles_text(profile: Mapping[str, Any] | None) -> str | None:
     return "\n".join([head] + [f"  {model}: {_pct(row.get('accuracy'))}" for model, row in singles.items()])
 
 
+def incumbents_text(references: Sequence[Any], top: int = 3) -> str | None:
+    """The classical strategies' scores (`Optimizer.reference`: evaluations with meta `name`), best
+    first, as one line: the result the next graph must beat (None: none were scored)."""
+    named = [r for r in references if r.meta.get("name")]
+    if not named:
+        return None
+    best = sorted(named, key=lambda r: (-r.accuracy, r.planned_units))[:top]
+    listed = "; ".join(f"{r.meta['name']}: {_pct(r.accuracy)} ({r.planned_units:.1f} units)" for r in best)
+    return f"Classical strategies on the same questions (to beat): {listed}."
+
+
 def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{100 * float(value):.0f}%"
 
@@ -250,6 +261,7 @@ def update_prompt(
     note: str | None = None,
     singles: str | None = None,
     example: str | None = None,
+    incumbents: str | None = None,
 ) -> str:
     """The feedback prompt of one round: what the last graph was, how it did, and how to answer.
 
@@ -282,6 +294,8 @@ def update_prompt(
         parts.append("What pilot studies found:\n" + _bullets(insights))
     if singles:
         parts.append(singles)
+    if incumbents:
+        parts.append(incumbents)
     parts.append("Goal: lower the latency while the accuracy stays usable." if latency_objective
                  else "Goal: raise the accuracy.")
     if example:

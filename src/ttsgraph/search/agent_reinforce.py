@@ -219,7 +219,8 @@ class AgentReinforce(Optimizer):
                                      table=self._table_rows(), output_id=out.id, output_model=out.model,
                                      latency=s.last.get("latency"), latency_objective=self.latency,
                                      json_reply=self.json_reply, note=s.note, stripped=self.stripped_prompt,
-                                     singles=singles, example=example)
+                                     singles=singles, example=example,
+                                     incumbents=P.incumbents_text(self.reference))
             if self.agent_window is None or U.fits_context(prompt, self.agent_window, self.client.params.max_tokens):
                 break
         return prompt

@@ -134,6 +134,7 @@ class Optimizer(ABC):
         self.ctx = context or SearchContext()
         self.rng = np.random.default_rng(seed)
         self.history: list[Evaluation] = []
+        self.reference: list[Evaluation] = []  # `observe`: scores of graphs it did not propose
 
     @abstractmethod
     async def ask(self) -> list[Proposal]:
@@ -155,6 +156,13 @@ class Optimizer(ABC):
         history from it instead of storing it twice."""
         self.rng.bit_generator.state = state["rng"]
         self.history = list(history)
+
+    def observe(self, evaluations: Sequence[Evaluation]) -> None:
+        """Scores of graphs this optimizer did not propose — the classical strategies, scored
+        first on the items its candidates get — as feedback (the incumbent to beat). Not told:
+        nothing here is a sample of the optimizer's own distribution. Kept in `self.reference`;
+        agent optimizers show them in their prompts. Called again on resume, from the store."""
+        self.reference = list(evaluations)
 
     def drain_exchanges(self) -> list[Any]:
         """Agent exchanges (`ttsgraph.search.agent.Exchange`) since the last drain, for the store's
