@@ -3,16 +3,19 @@
 Checked before anything runs (a typo must not surface after an hour of search). Optimizer
 options are strict (`OptimizerOptions`), so a bench-wide `--opt KEY=VALUE` ("*") goes only to
 the optimizers whose `Options` declare KEY, and is an error when none of them does.
+
+A row of `--optimizers` is an optimizer name with its own options, `NAME[:KEY=VALUE[:KEY=VALUE]]`
+(`agent-reinforce:insights=false`): the same optimizer can stand in several rows (the paper's
+ablations beside the full method), and each row is named by what it runs.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ttsgraph.errors import BudgetError, TtsGraphError
 
@@ -86,8 +89,22 @@ def declares(optimizer: str, key: str) -> bool:
     return key in get_optimizer(optimizer).Options.model_fields
 
 
+def split_row(row: str) -> tuple[str, dict[str, Any]]:
+    """A row `NAME[:KEY=VALUE[:KEY=VALUE]]` into the optimizer's name and the row's own options
+    (true/false, ints and floats converted as for `--opt`)."""
+    from ttsgraph.cli.common import parse_pairs
+
+    name, *pairs = row.split(":")
+    if not name.strip():
+        raise TtsGraphError(f"optimizer row {row!r} must look like NAME or NAME:KEY=VALUE[:KEY=VALUE]")
+    bad = [p for p in pairs if "=" not in p or not p.partition("=")[0].strip()]
+    if bad:
+        raise TtsGraphError(f"optimizer row {row!r}: {bad[0]!r} must look like KEY=VALUE")
+    return name.strip(), parse_pairs([p.strip() for p in pairs], "optimizer")
+
+
 def uses_agent(config: BenchConfig) -> bool:
-    return any(declares(name, "agent") for name in config.optimizers)
+    return any(declares(split_row(name)[0], "agent") for name in config.optimizers)
 
 
 def check_config(config: BenchConfig) -> None:
@@ -99,17 +116,18 @@ def check_config(config: BenchConfig) -> None:
     dup = [n for n, k in Counter(config.optimizers).items() if k > 1]
     if dup:
         raise TtsGraphError(f"optimizer {dup[0]!r} is listed twice")
-    for name in config.optimizers:
+    bases = [split_row(row)[0] for row in config.optimizers]
+    for name in bases:
         get_optimizer(name)  # raises naming the unknown one and the known ones
     for name in config.optimizer_options:
-        if name != "*" and name not in config.optimizers:
+        if name != "*" and name not in bases and name not in config.optimizers:
             raise TtsGraphError(f"optimizer options given for {name!r}, which is not among --optimizers")
     for key in config.optimizer_options.get("*", {}):
-        if not any(declares(name, key) for name in config.optimizers):
+        if not any(declares(name, key) for name in bases):
             raise TtsGraphError(f"--opt {key}=...: none of the optimizers ({', '.join(config.optimizers)}) "
                                 f"has an option {key!r}")
-    for name in config.optimizers:
-        get_optimizer(name).Options.parse(name, optimizer_options(name, config, config.agent))
+    for row, name in zip(config.optimizers, bases):
+        get_optimizer(name).Options.parse(row, optimizer_options(row, config, config.agent))
     for key in ("seeds", "iterations", "batch", "concurrency", "max_tokens"):
         if getattr(config, key) < 1:
             raise TtsGraphError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(config, key)}")
@@ -119,15 +137,20 @@ def check_config(config: BenchConfig) -> None:
         raise BudgetError("give either --budget or --budget-nodes, not both")
 
 
-def optimizer_options(name: str, config: BenchConfig, agent_model: str | None) -> dict[str, Any]:
-    """One optimizer's options: the bench's agent settings and its "*" options where the
-    optimizer declares them, then its own `NAME:KEY=VALUE` options (strict: checked by its Options)."""
+def optimizer_options(row: str, config: BenchConfig, agent_model: str | None) -> dict[str, Any]:
+    """One row's options: the bench's agent settings and its "*" options where the optimizer
+    declares them, then the optimizer's `--opt NAME:KEY=VALUE` options, then the row's own
+    `NAME:KEY=VALUE` (strict: checked by the optimizer's Options)."""
+    name, own = split_row(row)
     shared = {"agent": agent_model, "agent_max_tokens": config.agent_max_tokens,
               **config.optimizer_options.get("*", {})}
     out = {k: v for k, v in shared.items() if v is not None and declares(name, k)}
     out.update(config.optimizer_options.get(name, {}))
+    out.update(own)
     return out
 
 
 def run_dir_for(out: Path, optimizer: str, seed: int) -> Path:
-    return out / "runs" / f"{optimizer}-seed{seed}"
+    """A row's run directory: its name with anything but letters, digits, `.`, `-` and `_` as `_`
+    (`agent-reinforce:insights=false` → `agent-reinforce_insights_false-seed0`)."""
+    return out / "runs" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', optimizer)}-seed{seed}"

@@ -13,9 +13,23 @@ from typing import Any
 
 from ttsgraph import selection
 from ttsgraph.benchmark.baselines import Progress, run_baselines
-from ttsgraph.benchmark.config import BenchConfig, check_config, optimizer_options, run_dir_for, uses_agent
-from ttsgraph.benchmark.results import (BENCH_FILE, BenchResult, BenchRow, RunOutcome, aggregate, compare,
-                                        reply_outcomes)
+from ttsgraph.benchmark.config import (
+    BenchConfig,
+    check_config,
+    optimizer_options,
+    run_dir_for,
+    split_row,
+    uses_agent,
+)
+from ttsgraph.benchmark.results import (
+    BENCH_FILE,
+    BenchResult,
+    BenchRow,
+    RunOutcome,
+    aggregate,
+    compare,
+    reply_outcomes,
+)
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.evaluator import evaluate_one
 from ttsgraph.executor import summarize
@@ -78,7 +92,8 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
 
 async def run_study(config: BenchConfig, rt: Runtime, space: SearchSpace, name: str, seed: int, agent_model: str,
                     emit: Progress) -> RunOutcome:
-    """One optimizer × seed as an ordinary study in its own run directory (resumed if it exists)."""
+    """One row (an optimizer with its row options) × seed as an ordinary study in its own run
+    directory (resumed if it exists)."""
     from ttsgraph.store import RunStore
     from ttsgraph.study import Study
 
@@ -88,7 +103,8 @@ async def run_study(config: BenchConfig, rt: Runtime, space: SearchSpace, name: 
     with store:
         if not resume:
             store.set_config("bench", {"optimizer": name, "seed": seed, **config.to_dict()})
-        optimizer = rt.optimizer(space, name=name, options=optimizer_options(name, config, agent_model), seed=seed)
+        optimizer = rt.optimizer(space, name=split_row(name)[0], options=optimizer_options(name, config, agent_model),
+                                 seed=seed)
         study = Study.from_runtime(rt, store, optimizer=optimizer, space=space, seed=seed)
 
         def on_event(event: dict[str, Any]) -> None:

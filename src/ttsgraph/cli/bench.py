@@ -92,7 +92,7 @@ def bench_command(
     budget: float | None = typer.Option(None, "--budget", help="Budget in normalized FLOPs units."),
     budget_nodes: int | None = typer.Option(None, "--budget-nodes", help="Budget as a node budget b (SPEC §2.3); default b=3."),
     models: str | None = typer.Option(None, "--models", help="Pool name (local, paper, paper-full) or a models.toml; default local."),
-    optimizers: str = typer.Option(",".join(DEFAULT_OPTIMIZERS), "--optimizers", help="Comma-separated optimizer names."),
+    optimizers: str = typer.Option(",".join(DEFAULT_OPTIMIZERS), "--optimizers", help="Comma-separated rows: optimizer names, each optionally with its own options NAME:KEY=VALUE[:KEY=VALUE] (the row is named so), e.g. agent-reinforce,agent-reinforce:insights=false."),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per optimizer (0..N-1)."),
     iterations: int = typer.Option(4, "--iterations", min=1, help="Asks per study."),
     batch: int = typer.Option(2, "--batch", min=1, help="Search items per iteration (evaluation budget = iterations × batch)."),

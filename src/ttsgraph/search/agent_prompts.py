@@ -70,15 +70,20 @@ LATENCY_UPDATE_INSIGHTS: tuple[str, ...] = (
 """Latency heuristics of the update prompt (SPEC §4.5)."""
 
 
-def update_rules(output_id: str, output_model: str, *, latency: bool = False, stripped: bool = False) -> list[str]:
+def update_rules(output_id: str, output_model: str, *, latency: bool = False, stripped: bool = False,
+                 assistants_only: bool = False) -> list[str]:
     """Rules R1–R6 (SPEC §4.3). `latency` relaxes R1 and R4 (SPEC §4.5); `stripped` keeps only the
-    schema, acyclicity and the output-node rule (the TextGrad baseline of SPEC §7)."""
+    schema, acyclicity and the output-node rule (the TextGrad baseline of SPEC §7);
+    `assistants_only` (the role ablation) makes R2 say that every node is an assistant."""
     r1 = ("R1. Use at most the required number of nodes of each model. A node you do not need may "
           "stay unused: give it no predecessors and no successors." if latency else
           "R1. Use exactly the required number of nodes of each model.")
     r2 = ("R2. A role is 'assistant' (writes a new answer; with predecessors it synthesizes their "
           "answers) or 'fuser' (reviews its predecessors' answers and condenses them into the best "
           "one). A fuser needs at least one assistant predecessor and may not be fed by a fuser.")
+    if assistants_only:
+        r2 = ("R2. Every node is an 'assistant' (writes a new answer; with predecessors it synthesizes their "
+              "answers). Do not use any other role.")
     r3 = ("R3. Keep the reply format and the order of its fields; change only the values. List every "
           "node id exactly once: do not add, drop or rename nodes.")
     r4 = ("R4. Change an edge's probability only if that edge was in the last graph: raise it if the "
@@ -176,11 +181,13 @@ def edge_key(src: str, dst: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def init_prompt(task: str, combos: Sequence[Mapping[str, int]], profile: Mapping[str, Any] | None, *,
-                picks: int = 2, latency: bool = False, json_reply: bool = True, stripped: bool = False) -> str:
+                picks: int = 2, latency: bool = False, json_reply: bool = True, stripped: bool = False,
+                insights: bool = True) -> str:
     """Ask the agent to choose `picks` starting model mixes from the `combos` (the mixes that fit the budget).
 
     `stripped` is the TextGrad variant: one pick "from your knowledge of test-time scaling", no
-    insights and no data. The reply names mixes by their index in the listed options."""
+    insights and no data; `insights=False` (the insight ablation) keeps the data but drops the
+    pilot findings. The reply names mixes by their index in the listed options."""
     options = "\n".join(f"{k}: {counts_text(c)}" for k, c in enumerate(combos))
     parts = [
         f"Task: {task}.",
@@ -192,8 +199,9 @@ def init_prompt(task: str, combos: Sequence[Mapping[str, int]], profile: Mapping
     if stripped:
         parts.append("Choose based on your knowledge of test-time scaling.")
     else:
-        insights = list(INIT_INSIGHTS) + (list(LATENCY_INIT_INSIGHTS) if latency else [])
-        parts.append("What pilot studies found:\n" + _bullets(insights))
+        if insights:
+            found = list(INIT_INSIGHTS) + (list(LATENCY_INIT_INSIGHTS) if latency else [])
+            parts.append("What pilot studies found:\n" + _bullets(found))
         parts.append("Data:\n" + profile_text(profile))
     goal = ("the highest efficiency (lowest latency) at acceptable accuracy" if latency
             else "the highest accuracy")
@@ -222,14 +230,16 @@ def init_schema(n_combos: int, picks: int = 2) -> dict[str, Any]:
 # Update (SPEC §4.2, §4.3, §4.5)
 # ---------------------------------------------------------------------------------------------
 
-def worked_example(models: Sequence[str], output_id: str, output_model: str, *, json_reply: bool) -> str:
+def worked_example(models: Sequence[str], output_id: str, output_model: str, *, json_reply: bool,
+                   assistants_only: bool = False) -> str:
     """One made-up round and a reply that follows the rules (the paper's update prompt shows a worked
-    example, SPEC §4.2). Its ids (x1, x2) are not the graph's, so it cannot be copied as the answer."""
+    example, SPEC §4.2). Its ids (x1, x2) are not the graph's, so it cannot be copied as the answer.
+    With `assistants_only` (the role ablation) x1 is an assistant, as every node must be."""
     from ttsgraph.graph import Graph, Node
     from ttsgraph.graph_io import to_text
 
     small, large = models[0], models[-1]
-    after = Graph([Node("x2", small), Node("x1", large, "fuser"), Node(output_id, output_model)],
+    after = Graph([Node("x2", small), Node("x1", large, "assistant" if assistants_only else "fuser"), Node(output_id, output_model)],
                   [("x2", "x1"), ("x1", output_id)], output_id)
     table = [{"src": "x1", "dst": output_id, "prob": 0.6}, {"src": "x2", "dst": "x1", "prob": 0.2},
              {"src": "x2", "dst": output_id, "prob": 0.0}]
@@ -240,8 +250,8 @@ def worked_example(models: Sequence[str], output_id: str, output_model: str, *, 
         reply = f"Graph:\n{json.dumps(to_text(after))}\nEdge-probabilities:\n{json.dumps(edge_table_text(table).splitlines())}"
     return (f"Worked example (made-up ids and numbers; your graph has its own): the last graph was x1 ({large}) -> "
             f"{output_id}, with x2 ({small}) unused, and it scored 67%. Edge x1->{output_id} was used and the score "
-            f"is good, so its probability goes up; growing outward from the output, x2 now feeds x1, which fuses "
-            f"x2's answer with its own; the unused edge x2->{output_id} stays low. The reply:\n{reply}")
+            f"is good, so its probability goes up; growing outward from the output, x2 now feeds x1, which {'reads' if assistants_only else 'fuses'} "
+            f"x2's answer {'before writing' if assistants_only else 'with'} its own; the unused edge x2->{output_id} stays low. The reply:\n{reply}")
 
 
 def update_prompt(
@@ -262,6 +272,8 @@ def update_prompt(
     singles: str | None = None,
     example: str | None = None,
     incumbents: str | None = None,
+    insights: bool = True,
+    assistants_only: bool = False,
 ) -> str:
     """The feedback prompt of one round: what the last graph was, how it did, and how to answer.
 
@@ -270,7 +282,8 @@ def update_prompt(
     them. `latency` (seconds per question) is shown under the latency objective. `singles`
     (`singles_text`) and `example` (`worked_example`) are the profile's single-model accuracies
     and the worked example (SPEC §4.3), left out when None (the caller drops them to fit a small
-    agent's context)."""
+    agent's context). `insights=False` and `assistants_only` are the insight and role ablations:
+    no pilot findings, and R2 saying every node is an assistant."""
     from ttsgraph.graph_io import to_text
 
     result = f"accuracy {100 * accuracy:.0f}% on a batch of {batch} {task} search questions"
@@ -288,8 +301,8 @@ def update_prompt(
     if not json_reply:
         parts.append("Last edge-probability table:\n" + (edge_table_text(table) if table else "(empty)"))
     parts.append("Rules:\n" + "\n".join(update_rules(output_id, output_model, latency=latency_objective,
-                                                      stripped=stripped)))
-    if not stripped:
+                                                      stripped=stripped, assistants_only=assistants_only)))
+    if not stripped and insights:
         insights = list(UPDATE_INSIGHTS) + (list(LATENCY_UPDATE_INSIGHTS) if latency_objective else [])
         parts.append("What pilot studies found:\n" + _bullets(insights))
     if singles:
@@ -318,7 +331,8 @@ def update_prompt(
 
 
 def update_schema(ids: Sequence[str], output_id: str, models: Sequence[str], output_model: str,
-                  output_role: str, edges: Sequence[tuple[str, str]], *, ordered: bool = True) -> dict[str, Any]:
+                  output_role: str, edges: Sequence[tuple[str, str]], *, ordered: bool = True,
+                  assistants_only: bool = False) -> dict[str, Any]:
     """JSON Schema of the update reply, built so a weak agent cannot produce a wrong shape.
 
     Every node id is a required key (no invented, renamed or missing ids); models and roles are
@@ -326,7 +340,8 @@ def update_schema(ids: Sequence[str], output_id: str, models: Sequence[str], out
     per edge with a probability from `PROB_LEVELS`. With `ordered` (ids listed in a topological
     order) a worker may only name earlier workers as predecessors, so every reply is acyclic by
     construction; any DAG can be written that way. Model counts and the fuser rule cannot be
-    expressed in JSON Schema: the reply parser checks them and the agent is asked again."""
+    expressed in JSON Schema: the reply parser checks them and the agent is asked again.
+    `assistants_only` (the role ablation) offers no fuser role."""
     workers = [i for i in ids if i != output_id]
     nodes: dict[str, Any] = {}
     for k, node_id in enumerate(ids):
@@ -350,7 +365,7 @@ def update_schema(ids: Sequence[str], output_id: str, models: Sequence[str], out
 
         if fixed:
             nodes[node_id] = variant([output_role], preds, [output_model])
-        elif allowed:
+        elif allowed and not assistants_only:
             # a fuser needs something to fuse: it is only offered with at least one predecessor
             nodes[node_id] = {"anyOf": [variant(["assistant"], preds, list(models)),
                                         variant(["fuser"], {**preds, "minItems": 1}, list(models))]}

@@ -36,16 +36,31 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import Field
 
 from ttsgraph.errors import TtsGraphError
+from ttsgraph.graph import Graph
 from ttsgraph.llm.base import Message
 from ttsgraph.search import agent_prompts as P
 from ttsgraph.search import agent_update as U
 from ttsgraph.search.agent import AgentOptions, Exchange, agent_client, default_agent
-from ttsgraph.search.agent_init import (choose_variant, combos_of, picks_parser, pretest_proposals, random_picks,
-                                        swarm_draw, variants)
+from ttsgraph.search.agent_init import (
+    choose_variant,
+    combos_of,
+    picks_parser,
+    pretest_proposals,
+    random_picks,
+    swarm_draw,
+    variants,
+)
 from ttsgraph.search.agent_loop import Answer, ask_parsed
 from ttsgraph.search.agent_replies import parse_update_reply
 from ttsgraph.search.agent_state import AgentState, Counts, Pending, Phase
-from ttsgraph.search.base import Evaluation, Optimizer, Proposal, SearchContext, register
+from ttsgraph.search.base import (
+    Evaluation,
+    Optimizer,
+    Proposal,
+    SearchContext,
+    register,
+)
+from ttsgraph.search.role_rules import with_roles
 from ttsgraph.search.space import DEFAULT_EDGE_P, SearchSpace
 
 OBJECTIVES = ("accuracy", "accuracy-latency")
@@ -67,10 +82,17 @@ class UpdateOptions(AgentOptions):
 
 
 class AgentReinforceOptions(UpdateOptions):
-    """`agent-reinforce`'s options: the update options plus the pretest."""
+    """`agent-reinforce`'s options: the update options plus the pretest, and the paper's ablations
+    (each switches off one piece of what the agent is told or does, so a bench row measures it):
+    `insights=false`, `init=random`, `roles=assistant`, `pretest=false`."""
 
     pretest: bool = Field(True, description="score variants of the picks on one item each to choose the mix")
     pretest_variants: int = Field(5, ge=1, description="variants per pick")
+    insights: bool = Field(True, description="show the pilot insights in the prompts (false: the insight ablation)")
+    init: Literal["agent", "random"] = Field("agent", description="the agent picks the starting mixes, or "
+                                                                  "random budget-filling mixes (the init ablation)")
+    roles: Literal["mixed", "assistant"] = Field("mixed", description="assistants and fusers, or every node an "
+                                                                      "assistant (the role ablation)")
 
 
 @register
@@ -114,6 +136,21 @@ class AgentReinforce(Optimizer):
     def model_order(self) -> list[str]:
         return list(self.space.models)
 
+    @property
+    def insights(self) -> bool:
+        """Whether the prompts show the pilot insights (off in the insight ablation; TextGrad has none)."""
+        return bool(getattr(self.opts, "insights", True))
+
+    @property
+    def assistants_only(self) -> bool:
+        """The role ablation: every node an assistant, in the prompts, the schema and every proposal."""
+        return getattr(self.opts, "roles", "mixed") == "assistant"
+
+    def _roles(self, graph: Graph) -> Graph:
+        if not self.assistants_only:
+            return graph
+        return with_roles(graph, {n.id: "assistant" for n in graph.nodes if n.role == "fuser"})
+
     # ------------------------------------------------------------------------------------------
     async def ask(self) -> list[Proposal]:
         if self._pending is not None:
@@ -153,13 +190,16 @@ class AgentReinforce(Optimizer):
         combos = combos_of(self.space, self.opts.budget_filling)
         if not combos:
             raise TtsGraphError(f"{self.name}: the budget admits no model mix")
-        retries, why = 0, ""  # why: the reason the picks are random (the agent gave no usable reply)
-        if len(combos) == 1:
+        retries, why, source = 0, "", None  # why: the reason the picks are random (the agent gave no usable reply)
+        if opts.init == "random":  # the init ablation: random mixes that fill the budget, no agent call
+            filling = combos_of(self.space, True) or combos
+            picked, source = random_picks(filling, self.picks, self.rng), "random-init"
+        elif len(combos) == 1:
             picked = [combos[0]]
         else:
             profile = self.ctx.profile.to_dict() if self.ctx.profile is not None else None
             prompt = P.init_prompt(self.task_name, combos, profile, picks=self.picks, latency=self.latency,
-                                   json_reply=self.json_reply)
+                                   json_reply=self.json_reply, insights=self.insights)
             messages: list[Message] = [{"role": "system", "content": P.SYSTEM}, {"role": "user", "content": prompt}]
             answer = await self._ask_agent(messages, picks_parser(combos, self.picks, self.model_order), "init",
                                            P.init_schema(len(combos), self.picks) if self.json_reply else None)
@@ -178,13 +218,15 @@ class AgentReinforce(Optimizer):
             self._pending = Pending(Phase.PRETEST, retries=retries, fallbacks=int(bool(why)), picked=picked,
                                     variants=mixes)
             proposals = pretest_proposals(self.space, mixes, self.rng)
-        if why:  # the trials record why the mixes were not the agent's
-            for p in proposals:
+        for p in proposals:  # the trials record why the mixes were not the agent's
+            if why:
                 p.meta["fallback"] = why
+            if source:
+                p.meta["source"] = source
         return proposals
 
     def _ask_initial(self, counts: Counts) -> list[Proposal]:
-        draw = swarm_draw(self.space, counts, self.rng, self.opts.edge_p)
+        draw = self._roles(swarm_draw(self.space, counts, self.rng, self.opts.edge_p))
         table = {P.edge_key(u, v): self.initial_edge_prob for u, v in U.potential(draw.ids, draw.output)}
         settled = U.settle(self.space, draw, table, self.json_reply)
         self._pending = Pending(Phase.INITIAL, counts=settled.counts, view=settled.view, table=settled.table,
@@ -210,7 +252,7 @@ class AgentReinforce(Optimizer):
             profile = self.ctx.profile.to_dict() if self.ctx.profile is not None else None
             singles = P.singles_text(profile)
             example = P.worked_example(list(counts) or self.model_order, out.id, out.model,
-                                       json_reply=self.json_reply)
+                                       json_reply=self.json_reply, assistants_only=self.assistants_only)
             extras = [(singles, example), (singles, None), (None, None)]
         for singles, example in extras:
             prompt = P.update_prompt(task=self.task_name, counts=counts, graph=s.view,
@@ -219,7 +261,8 @@ class AgentReinforce(Optimizer):
                                      table=self._table_rows(), output_id=out.id, output_model=out.model,
                                      latency=s.last.get("latency"), latency_objective=self.latency,
                                      json_reply=self.json_reply, note=s.note, stripped=self.stripped_prompt,
-                                     singles=singles, example=example,
+                                     singles=singles, example=example, insights=self.insights,
+                                     assistants_only=self.assistants_only,
                                      incumbents=P.incumbents_text(self.reference))
             if self.agent_window is None or U.fits_context(prompt, self.agent_window, self.client.params.max_tokens):
                 break
@@ -232,7 +275,8 @@ class AgentReinforce(Optimizer):
         rules = U.rules_for(s.view, s.counts, self.model_order, forward_only=self.json_reply, latency=self.latency,
                             lenient=self.lenient_replies)
         schema = (P.update_schema(list(rules.ids), rules.output_id, list(rules.models), rules.output_model,
-                                  rules.output_role, list(rules.edges)) if self.json_reply else None)
+                                  rules.output_role, list(rules.edges), assistants_only=self.assistants_only)
+                  if self.json_reply else None)
         messages = U.history_messages(user, s.turns, keep=self.opts.history, workers=sum(s.counts.values()),
                                       context=self.agent_window, max_tokens=self.client.params.max_tokens)
         answer = await self._ask_agent(messages, lambda text: parse_update_reply(text, rules), "update", schema)
@@ -254,7 +298,7 @@ class AgentReinforce(Optimizer):
             graph = U.sample_from_table(self.space, table, s.view, self.rng)
             meta["source"], meta["fallback"] = "fallback-sample", answer.reason
             self.client.annotate(fallback="sampled the next graph from the current edge table")
-        settled = U.settle(self.space, graph, table, self.json_reply)
+        settled = U.settle(self.space, self._roles(graph), table, self.json_reply)
         meta.update(settled.meta)
         meta["counts"] = settled.counts
         meta["retries"] = answer.retries
