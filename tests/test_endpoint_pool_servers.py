@@ -51,7 +51,8 @@ def test_killed_replica_loses_no_item(llama_server_factory, capsys) -> None:  # 
     assert all(r.output_text for r in results)
     states = {s["base_url"]: s for s in endpoint_states(backend)[MODEL]}
     dead = states[victim.base_url]
-    assert dead["state"] == "set aside" and dead["errors"] >= 1
+    # set aside, or its backoff over with no success since (a slow machine outlasts the backoff)
+    assert dead["state"] in ("set aside", "retry due") and dead["errors"] >= 1 and dead["consecutive_failures"] >= 1
     assert "connection error" in dead["last_error"]
     assert all(states[s.base_url]["state"] == "healthy" and states[s.base_url]["errors"] == 0
                for s in servers if s is not victim)
