@@ -49,7 +49,9 @@ class EndpointState:
 
     def snapshot(self, now: float) -> dict[str, Any]:
         aside = max(0.0, self.set_aside_until - now)
-        return {"base_url": self.base_url, "state": "healthy" if aside == 0 else "set aside",
+        # "retry due": its backoff is over but no call has succeeded on it since it failed
+        state = "set aside" if aside > 0 else "retry due" if self.failures else "healthy"
+        return {"base_url": self.base_url, "state": state,
                 "set_aside_for_s": round(aside, 3), "backoff_s": self.backoff_s, "in_flight": self.in_flight,
                 "max_concurrency": self.max_concurrency, "requests": self.requests, "errors": self.errors,
                 "consecutive_failures": self.failures, "last_error": self.last_error}
