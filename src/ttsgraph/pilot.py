@@ -271,4 +271,4 @@ def statements(analysis: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["PilotSettings", "Cell", "PilotResult", "parse_axis", "grid", "run_pilot", "analyse", "statements", "KIND"]
+__all__ = ["KIND", "Cell", "PilotResult", "PilotSettings", "analyse", "grid", "parse_axis", "run_pilot", "statements"]

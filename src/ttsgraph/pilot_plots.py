@@ -71,4 +71,4 @@ def curves(result: dict[str, Any], title: str = "") -> Figure:
     return fig
 
 
-__all__ = ["heatmap", "curves"]
+__all__ = ["curves", "heatmap"]
