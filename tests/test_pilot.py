@@ -154,3 +154,12 @@ def test_analysis_of_monotonic_curves() -> None:
     a = analyse(PilotResult(s, [str(i) for i in range(10)], cells))
     assert not a["non_monotonic"] and not a["best_depth_moves_with_width"]
     assert a["best"] == {"width": 2, "depth": 2, "accuracy": 1.0, "planned_units": 5.0}
+
+
+def test_report_renders_a_pilot(cli, tmp_path: Path) -> None:
+    cli("pilot", "--task", "arithmetic", "--model", SMOL, "--widths", "1,2", "--depths", "1,2", "--items", "3",
+        "--budget", "3", "--out", "p")
+    data = json.loads(cli("report", "p", "--json").stdout)
+    assert data["kind"] == "pilot" and len(data["pngs"]) == 2
+    html = (tmp_path / "p" / "report.html").read_text()
+    assert "Width × depth" in html and "Insight 3" in html and "data:image/png;base64," in html

@@ -134,3 +134,13 @@ def test_frontier_stops_paying_where_no_bigger_budget_is_significantly_better() 
     rows = [{"budget": b, "budget_units": float(b)} for b in (1, 2, 3)]
     f = frontier(rows, scored)
     assert f["stops_paying"] == 2
+
+
+def test_report_renders_a_sweep_and_its_budget_runs(cli, tmp_path: Path) -> None:
+    cli(*ARGS, "--budgets", "1,2")
+    data = json.loads(cli("report", "sw", "--json").stdout)
+    assert data["kind"] == "sweep" and len(data["pngs"]) == 1
+    html = (tmp_path / "sw" / "report.html").read_text()
+    assert "Compute-optimal frontier" in html and "search b2" in html
+    run = json.loads(cli("report", "sw/b2", "--json").stdout)
+    assert run["kind"] == "run" and run["selected"]
