@@ -10,7 +10,7 @@ can be made on another machine. A sweep's per-budget studies are ordinary run di
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +46,13 @@ def pilot_body(data: dict[str, Any], figs: Figures) -> list[str]:
             for c in data["cells"]]
     best, diff = a["best"], a["best_vs_smallest"]
     return [
-        f"<p>{esc(s['task'])} · every node {esc(s['model'])} (assistant) · {len(data['item_ids'])} paired "
-        f"{esc(s['split'])} items per cell</p>",
+        (f"<p>{esc(s['task'])} · every node {esc(s['model'])} (assistant) · {len(data['item_ids'])} paired "
+         f"{esc(s['split'])} items per cell</p>"),
         "<h2>Width × depth</h2>", figs.html("heatmap", "curves"),
         "<h2>Insights</h2><ul>" + "".join(f"<li>{esc(x)}</li>" for x in statements(a)) + "</ul>",
-        f"<p>Best cell: width {best['width']} × depth {best['depth']}, {_pct(best['accuracy'])} at "
-        f"{best['planned_units']:.2f} units; against {s['widths'][0]} × {s['depths'][0]}: "
-        f"{100 * diff['mean']:+.1f} points [{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}] (paired 95% CI).</p>",
+        (f"<p>Best cell: width {best['width']} × depth {best['depth']}, {_pct(best['accuracy'])} at "
+         f"{best['planned_units']:.2f} units; against {s['widths'][0]} × {s['depths'][0]}: "
+         f"{100 * diff['mean']:+.1f} points [{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}] (paired 95% CI).</p>"),
         "<h2>Cells</h2>", table(["width", "depth", "nodes", "planned units", "accuracy", "95% CI", "errors",
                                  "over budget"], rows),
     ]
@@ -75,15 +75,15 @@ def sweep_body(data: dict[str, Any], figs: Figures) -> list[str]:
                f"{_pct(s['ci'][0])}–{_pct(s['ci'][1])}", f"{s['correct']}/{s['items']}"]
               for s in sorted(data["scored"], key=lambda s: s["planned_units"])]
     return [
-        f"<p>{esc(data['task'])} · optimizer {esc(data['optimizer'])} · budgets "
-        f"{esc(', '.join(map(str, data['budgets'])))} · {data['test_items']} paired test items</p>",
+        (f"<p>{esc(data['task'])} · optimizer {esc(data['optimizer'])} · budgets "
+         f"{esc(', '.join(map(str, data['budgets'])))} · {data['test_items']} paired test items</p>"),
         "<h2>Compute-optimal frontier</h2>", figs.html("frontier"), f"<p><b>{esc(statement(data))}</b></p>",
         table(["b", "budget units", "searched", "best baseline", "its acc", "searched − baseline (paired)",
                "frontier best", "frontier acc [95% CI]"], front, left=0),
         "<h2>Every graph on the test items</h2>",
         table(["graph", "kind", "planned units", "accuracy", "95% CI", "correct"], graphs, left=2),
-        '<p class="muted">Each budget\'s study is a run directory: <code>ttsgraph report OUT/b&lt;b&gt;</code> '
-        "shows its search.</p>",
+        ('<p class="muted">Each budget\'s study is a run directory: <code>ttsgraph report OUT/b&lt;b&gt;</code> '
+         "shows its search.</p>"),
     ]
 
 
@@ -93,7 +93,7 @@ def build(root: Path, kind: str, out: Path | None) -> tuple[Path, list[Path]]:
     figs = Figures()
     body = pilot_body(data, figs) if kind == "pilot" else sweep_body(data, figs)
     title = f"ttsgraph {kind}: {root.name}"
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     html_path = out if out is not None else root / "report.html"
     html_path.parent.mkdir(parents=True, exist_ok=True)
     html_path.write_text(page(title, [f"<h1>{esc(title)}</h1>", f'<p class="muted">generated {esc(stamp)}</p>',
@@ -106,4 +106,4 @@ def build(root: Path, kind: str, out: Path | None) -> tuple[Path, list[Path]]:
     return html_path, pngs
 
 
-__all__ = ["kind_of", "build", "PILOT", "SWEEP"]
+__all__ = ["PILOT", "SWEEP", "build", "kind_of"]
