@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,7 @@ def test_sweep_resume_skips_finished_and_continues_unfinished(cli, tmp_path: Pat
     again = json.loads(cli(*ARGS, "--budgets", "1", "--no-cache").stdout)
     assert len(CALLS) == calls  # b1 skipped, every test score read from the sweep store
     assert again["frontier"] == first["frontier"]
-    # interrupt b2 after its first trial: a store with one trial and no sweep_row.json
+    # b2 as a kill during its last iteration leaves it: that iteration's trials and state gone, no row
     cli(*ARGS, "--budgets", "1,2")
     b2 = tmp_path / "sw" / "b2"
     full = json.loads((b2 / "sweep_row.json").read_text())
@@ -94,14 +95,23 @@ def test_sweep_resume_skips_finished_and_continues_unfinished(cli, tmp_path: Pat
     n_trials = len(store.trials("search"))
     store.close()
     (b2 / "sweep_row.json").unlink()
+    db = sqlite3.connect(b2 / "run.sqlite")
+    last = db.execute("SELECT MAX(iteration) FROM trials").fetchone()[0]
+    db.execute("DELETE FROM item_results WHERE trial_id IN (SELECT id FROM trials WHERE iteration = ?)", (last,))
+    db.execute("DELETE FROM trials WHERE iteration = ?", (last,))
+    db.execute("DELETE FROM optimizer_state WHERE iteration = ?", (last,))
+    db.execute("DELETE FROM config WHERE key = 'selection'")
+    db.commit()
+    assert db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] < n_trials
+    db.close()
     before = len(CALLS)
     resumed = json.loads(cli(*ARGS, "--budgets", "1,2").stdout)
     row = json.loads((b2 / "sweep_row.json").read_text())
     assert row["resumed"] and row["best_graph"] == full["best_graph"]
     store = RunStore.open(b2, readonly=True)
-    assert len(store.trials("search")) == n_trials  # nothing scored twice
+    assert len(store.trials("search")) == n_trials  # the lost iteration scored again, nothing twice
     store.close()
-    assert len(CALLS) == before  # everything came from the cache and the stores
+    assert len(CALLS) == before  # the re-scored iteration's node calls came from the cache
     assert resumed["frontier"] == json.loads((tmp_path / "sw" / "sweep.json").read_text())["frontier"]
 
 
