@@ -259,7 +259,7 @@ def statements(analysis: dict[str, Any]) -> list[str]:
     elif bent:
         names = ", ".join(f"width {c['width']}" if "width" in c else f"depth {c['depth']}" for c in bent)
         sig = analysis["non_monotonic_significant"]
-        lines.append(f"Insight 2: scaling is non-monotonic along {names} (the largest setting scores below the peak"
+        lines.append(f"Insight 2: scaling is non-monotonic along {names} (past its peak, more compute scores lower"
                      + ("; significant on at least one, paired 95% CI)" if sig else "; no drop is significant at paired 95%)"))
     else:
         lines.append("Insight 2: not seen — every curve peaks at its largest setting (or is flat)")

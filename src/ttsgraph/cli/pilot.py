@@ -58,9 +58,11 @@ def print_table(result: PilotResult) -> None:
     for c in result.cells:
         lo, hi = c.ci
         table.add_row(str(c.width), str(c.depth), str(c.width * c.depth + 1),
-                      f"{c.units:.2f}" + (" (over budget)" if c.over_budget else ""), f"{100 * c.accuracy:.1f}%",
+                      f"{c.units:.2f}" + ("*" if c.over_budget else ""), f"{100 * c.accuracy:.1f}%",
                       f"{100 * lo:.1f}–{100 * hi:.1f}%", str(c.errors), f"{c.seconds:.0f}")
     out.print(table)
+    if any(c.over_budget for c in result.cells):
+        out.print(f"* over the budget of {s.budget:g} units")
     a = result.analysis
     b = a["best"]
     d = a["best_vs_smallest"]
