@@ -157,7 +157,7 @@ def frontier(rows: list[dict[str, Any]], scored: list[Scored]) -> dict[str, Any]
     points = []
     for row in sorted(rows, key=lambda r: r["budget_units"]):
         fit = [s for s in scored if s.units <= row["budget_units"] + 1e-9]
-        best = max(fit, key=lambda s: (s.accuracy, -s.units))
+        best = max(fit, key=lambda s: (s.accuracy, -s.units, s.kind != "search"))  # a tie: name the classic
         base = [s for s in fit if s.kind != "search"]
         best_base = max(base, key=lambda s: (s.accuracy, -s.units)) if base else None
         search = next((s for s in scored if s.kind == "search" and s.budget == row["budget"]), None)

@@ -46,19 +46,19 @@ def write_outputs(out_dir: Path, summary: dict[str, Any]) -> dict[str, str]:
 def print_table(summary: dict[str, Any]) -> None:
     pct = lambda x: "—" if x is None else f"{100 * x:.1f}%"
     table = Table(title=f"sweep · {summary['task']} · {summary['optimizer']} · {summary['test_items']} paired test items")
-    for col in ("b", "budget units", "searched graph", "units", "test acc", "best baseline", "search − baseline",
-                "frontier best", "frontier acc [95% CI]"):
+    for col in ("b", "units", "searched", "best baseline", "searched − baseline", "frontier (best within budget)"):
         table.add_column(col, justify="right")
     scored = {s["name"]: s for s in summary["scored"]}
     for p in summary["frontier"]:
         s = scored[f"search b{p['budget']}"]
         vs = p["search_vs_best_baseline"]
         lo, hi = p["best_ci"]
-        table.add_row(str(p["budget"]), f"{p['budget_units']:.2f}", s["graph_hash"][:8], f"{s['planned_units']:.2f}",
-                      pct(s["accuracy"]), f"{p['best_baseline']} {pct(p['best_baseline_accuracy'])}",
+        table.add_row(str(p["budget"]), f"{p['budget_units']:.2f}", f"{pct(s['accuracy'])} @ {s['planned_units']:.2f}",
+                      f"{p['best_baseline']}: {pct(p['best_baseline_accuracy'])}",
                       "—" if vs is None else f"{100 * vs['mean']:+.1f} [{100 * vs['low']:+.1f}, {100 * vs['high']:+.1f}]",
-                      p["best"], f"{pct(p['best_accuracy'])} [{pct(lo)}–{pct(hi)}]")
+                      f"{p['best']}: {pct(p['best_accuracy'])} [{pct(lo)}–{pct(hi)}]")
     out.print(table)
+    out.print("searched: test accuracy @ planned units; differences in points, paired on the same items")
     out.print(statement(summary))
 
 
