@@ -16,7 +16,7 @@ from ttsgraph.cli.common import console, emit_json, handle_errors, out
 @app.command()
 @handle_errors
 def report(
-    run: Path = typer.Argument(..., help="A run directory (ttsgraph search --out) or a bench directory."),
+    run: Path = typer.Argument(..., help="A run directory (ttsgraph search --out), a bench, pilot or sweep directory."),
     out_path: Path | None = typer.Option(None, "--out", "-o", help="HTML file to write (default RUN/report.html); "
                                          "PNGs are written beside it."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -32,6 +32,10 @@ def report(
         result = build_report(run, out_path, progress=lambda msg: progress.update(step, description=msg))
     if as_json:
         emit_json(result.to_dict())
+        return
+    if result.kind in ("pilot", "sweep"):
+        out.print(Text.assemble(f"{result.kind} report: wrote ", (str(result.html_path), "bold"),
+                                f" and {len(result.png_paths)} PNGs beside it"), soft_wrap=True)
         return
     table = Table(title=f"report of {result.kind} {run}", show_header=True)
     for col in ("run", "trial", "optimizer", "rule", "accuracy", "correct/items", "errors", "planned units",

@@ -11,7 +11,7 @@ from typing import Any
 
 from ttsgraph import plots, selection
 from ttsgraph.pareto import pareto_front
-from ttsgraph.report import analysis, sections
+from ttsgraph.report import analysis, experiments, sections
 from ttsgraph.report.data import RunData, attach_bench_tests, find_runs, load_bench_summary, load_run
 from ttsgraph.report.markup import Figures, esc, page, slug
 
@@ -22,7 +22,7 @@ Progress = Callable[[str], None]
 class ReportResult:
     """What `build_report` wrote and found; `to_dict()` is the `--json` output."""
 
-    kind: str  # "run" | "bench"
+    kind: str  # "run" | "bench" | "pilot" | "sweep"
     html_path: Path
     png_paths: list[Path]
     runs: list[str]
@@ -94,6 +94,12 @@ def build_report(path: str | Path, out: str | Path | None = None, progress: Prog
     """
     say = progress or (lambda _msg: None)
     root = Path(path)
+    experiment = experiments.kind_of(root)
+    if experiment is not None:  # a pilot or a sweep directory: its own page
+        say(f"drawing the {experiment}")
+        html_path, pngs = experiments.build(root, experiment, Path(out) if out is not None else None)
+        return ReportResult(kind=experiment, html_path=html_path, png_paths=pngs, runs=[root.name], trials=0,
+                            front=[], selected=[], speeds={}, curves={})
     dirs = find_runs(root)
     say(f"reading {len(dirs)} run store(s)")
     runs = [load_run(d) for d in dirs]
