@@ -167,3 +167,14 @@ def test_confirmation_without_any_candidate_falls_back_to_the_plain_rule(tmp_pat
                        confirm=2, confirm_items=4, test_limit=0)
     result = run(study)
     assert result.decision["rule"] == "best" and result.to_dict()["vs_classical"] is None
+
+
+def test_every_classical_strategy_enters_the_race_not_only_the_early_leaders() -> None:
+    # on the first 3 items a weak model alone can lead; the stronger one must still race
+    lucky = _c("gemma alone", 1.0, [1, 1, 0], 1, classical=True)
+    lucky_sc = _c("sc 2 gemma", 2.0, [1, 1, 0], 2, classical=True)
+    strong = _c("smollm2 alone", 0.5, [1, 0, 0], 3, classical=True)
+    proposal = _c("proposal", 2.0, [1, 1, 1], 4)
+    finalists = C.finalists_of([proposal, lucky, lucky_sc, strong], 1)
+    assert finalists[0] is proposal and all(c in finalists for c in (lucky, lucky_sc, strong))
+    assert C.finalists_of([proposal, lucky, strong], 0) == [lucky, strong]  # a proposal only by rank

@@ -124,13 +124,13 @@ def vs_classical_line(vs: dict[str, Any]) -> str:
     return line
 
 
-def finalists_of(ranked: Sequence[Contender], k: int, classical_k: int = 2) -> list[Contender]:
-    """The top `k` contenders by pooled search accuracy, plus the `classical_k` best classical ones
-    (the incumbents) if they are not among them."""
+def finalists_of(ranked: Sequence[Contender], k: int) -> list[Contender]:
+    """The top `k` contenders by pooled search accuracy, plus every classical one not among them.
+    All classical strategies enter the race: ranked on the first few items, a weak model alone
+    can lead by luck (seen: Gemma alone 2/3 beside SmolLM2 alone 1/3), and keeping only the two
+    best classical ones left the stronger model out of the race; halving prunes them cheaply."""
     top = list(ranked[:k])
-    for c in [c for c in ranked if c.classical][:classical_k]:
-        if c not in top:
-            top.append(c)
+    top.extend(c for c in ranked if c.classical and c not in top)
     return top
 
 
