@@ -124,3 +124,32 @@ def missing_sandbox() -> Callable[[str, str], None]:
         pytest.skip(f"the {kind} sandbox does not work here: {why}")
 
     return missing
+
+
+@pytest.fixture
+def scripted_cli(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """The CLI run in `tmp_path` over a ScriptedBackend: `scripted_cli(respond)` gives
+    `invoke(*args, code=0)`, which asserts the exit code and returns Click's result."""
+    from typer.testing import CliRunner
+
+    import ttsgraph.runtime as runtime
+    from ttsgraph.cli import app
+    from ttsgraph.llm.fake import ScriptedBackend
+    from ttsgraph.llm.router import build_backend as real_build
+
+    def make(respond: Callable[..., str]) -> Callable[..., object]:
+        monkeypatch.setattr(runtime, "build_backend", lambda pool, cache, *a, **k: real_build(
+            pool, cache, fake=ScriptedBackend(respond)))
+        monkeypatch.setattr(runtime, "check_bindings", lambda *a, **k: None)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("TTSGRAPH_HOME", str(tmp_path / "home"))
+        runner = CliRunner()
+
+        def invoke(*args: str, code: int = 0):  # type: ignore[no-untyped-def]
+            result = runner.invoke(app, list(args))
+            assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
+            return result
+
+        return invoke
+
+    return make

@@ -30,28 +30,9 @@ def respond(model: str, messages: list[dict[str, str]], sample: int) -> str:
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    import ttsgraph.runtime as s
-    from ttsgraph.cli import app
-    from ttsgraph.llm.fake import ScriptedBackend
-    from ttsgraph.llm.router import build_backend as real_build
-
-    monkeypatch.setattr(s, "build_backend", lambda pool, cache, *a, **k: real_build(
-        pool, cache, fake=ScriptedBackend(respond)))
-    monkeypatch.setattr(s, "check_bindings", lambda *a, **k: None)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TTSGRAPH_HOME", str(tmp_path / "home"))
+def cli(scripted_cli):  # type: ignore[no-untyped-def]
     CALLS.clear()
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
-        return result
-
-    return invoke
+    return scripted_cli(respond)
 
 
 def test_grid_shapes_and_costs() -> None:
