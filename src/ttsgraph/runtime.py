@@ -11,6 +11,7 @@ search needs.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,19 @@ class Runtime:
         if self.config.profile:
             return load_profile(self.config.profile)
         return find_profile(self.task, self.pool)
+
+    def record_settings(self, store: Any, space: SearchSpace, *, created: bool) -> None:
+        """Write what a study runs with into its store: the resolved config with the task lengths
+        pinned (on resume: the continued settings, e.g. more iterations), the cache path, and on
+        creation the space, the pool and the command line, so a run directory says what it ran."""
+        pinned = self.config.model_copy(update={"lengths": (self.task.lengths.prompt, self.task.lengths.answer)})
+        store.set_config("run", pinned.to_json())
+        if created:
+            store.set_config("space", space.describe())
+            store.set_config("pool", self.pool.to_dict())
+            store.set_config("command", sys.argv[1:])
+        cache_path = self.config.backend.cache_path()
+        store.set_config("cache", str(cache_path) if cache_path else None)
 
     def optimizer(self, space: SearchSpace, *, name: str | None = None, options: dict[str, Any] | None = None,
                   seed: int | None = None) -> Optimizer:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,14 +116,7 @@ async def _study(rt: Any, cfg: RunConfig, b: int, run_dir: Path, emit: OnEvent) 
     try:
         rt_b = dataclasses.replace(rt, config=cfg_b)
         study = Study.from_runtime(rt_b, store)
-        pinned = cfg_b.model_copy(update={"lengths": (rt.task.lengths.prompt, rt.task.lengths.answer)})
-        store.set_config("run", pinned.to_json())
-        if not resuming:
-            store.set_config("space", study.space.describe())
-            store.set_config("pool", rt.pool.to_dict())
-            store.set_config("command", sys.argv[1:])
-        cache_path = cfg.backend.cache_path()
-        store.set_config("cache", str(cache_path) if cache_path else None)
+        rt_b.record_settings(store, study.space, created=not resuming)
         emit({"kind": "study", "budget": b, "units": study.space.budget.units, "resumed": resuming})
         result = await study.run(progress=lambda e: emit({**e, "budget": b}))
         row = {"budget": b, "budget_units": study.space.budget.units, **result.to_dict(), "resumed": resuming}

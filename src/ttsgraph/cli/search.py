@@ -251,15 +251,7 @@ async def _run(cfg: RunConfig, store: RunStore, display: Display, *, resume: boo
     try:
         async with build_runtime(cfg) as rt:
             study = Study.from_runtime(rt, store)
-            # pinned lengths on creation; on resume, the continued settings (e.g. more iterations)
-            pinned = cfg.model_copy(update={"lengths": (rt.task.lengths.prompt, rt.task.lengths.answer)})
-            store.set_config("run", pinned.to_json())
-            if not resume:
-                store.set_config("space", study.space.describe())
-                store.set_config("pool", rt.pool.to_dict())
-                store.set_config("command", sys.argv[1:])
-            cache_path = cfg.backend.cache_path()
-            store.set_config("cache", str(cache_path) if cache_path else None)
+            rt.record_settings(store, study.space, created=not resume)
             display.budget_units = study.space.budget.units
             return await study.run(progress=display), study
     except BaseException:
