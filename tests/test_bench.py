@@ -165,7 +165,7 @@ def test_bench_runs_every_optimizer_and_baseline_on_equal_terms(task: Arithmetic
     scripted = ScriptedBackend(make_responder(task))
     events: list[str] = []
     config = BenchConfig(task="arithmetic", budget=7.5, seeds=2, iterations=3, batch=2, test_limit=6,
-                         out=tmp_path / "bench", cache=tmp_path / "cache.sqlite", max_tokens=16)
+                         out=tmp_path / "bench", cache=tmp_path / "cache.sqlite", max_tokens=16, classical="off")
     result = asyncio.run(run_bench(config, fake_backend=scripted, progress=lambda e, i: events.append(e)))
 
     names = [r.name for r in result.rows]
@@ -210,6 +210,46 @@ def test_bench_runs_every_optimizer_and_baseline_on_equal_terms(task: Arithmetic
     worker_calls = [c for c in scripted.calls[before:] if c.messages[0]["content"] != P.SYSTEM]
     assert worker_calls == []  # everything came from the stores and the cache
     assert [r.test_accuracy for r in again.rows] == [r.test_accuracy for r in result.rows]
+
+
+def test_bench_runs_each_optimizer_with_and_without_the_classical_candidates(task: ArithmeticTask, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import ttsgraph.tasks
+    from ttsgraph.store import RunStore
+
+    monkeypatch.setattr(ttsgraph.tasks, "load_task", lambda name, **kw: task)
+    config = BenchConfig(task="arithmetic", budget=7.5, optimizers=("random", "tpe"), seeds=1, iterations=3, batch=2,
+                         test_limit=6, out=tmp_path / "bench", cache=tmp_path / "cache.sqlite", max_tokens=16,
+                         confirm=2, confirm_items=6)
+    result = asyncio.run(run_bench(config, fake_backend=ScriptedBackend(make_responder(task))))
+    optimizer_rows = [r.name for r in result.rows if r.kind == "optimizer"]
+    assert optimizer_rows == ["random", "random+classical", "tpe", "tpe+classical"]
+    assert {c.name for c in result.comparisons} == set(optimizer_rows)
+    for name in optimizer_rows:
+        (run,) = next(r for r in result.rows if r.name == name).runs
+        with RunStore.open(Path(run.run_dir)) as store:
+            kinds = {t.kind for t in store.trials()}
+            decision = store.get_config("selection")
+        if name.endswith("+classical"):
+            assert {"classical", "confirm"} <= kinds and decision["rule"] == "cheapest-not-worse"
+            # the classical strategies and the confirmation are search items scored too
+            assert run.evaluations > 3 * 2
+        else:
+            assert kinds == {"search"} and run.evaluations <= 3 * 2
+    # with the classical strategies racing, the row never returns less than the best of them on the
+    # search items: here self-consistency, which the responder makes always right
+    with_classical = next(r for r in result.rows if r.name == "random+classical")
+    assert with_classical.search_accuracy == 1.0
+
+
+def test_bench_classical_mode_is_checked(tmp_path: Path) -> None:
+    from ttsgraph.benchmark.config import check_config
+    from ttsgraph.errors import TtsGraphError
+
+    with pytest.raises(TtsGraphError, match="--classical must be one of both, on, off, got 'yes'"):
+        check_config(BenchConfig(classical="yes"))
+    assert [r[0] for r in BenchConfig(optimizers=("tpe",), classical="on").rows()] == ["tpe+classical"]
+    assert [r[0] for r in BenchConfig(optimizers=("tpe",), classical="off").rows()] == ["tpe"]
 
 
 # ---- the command line ------------------------------------------------------------------------------

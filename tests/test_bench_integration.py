@@ -30,7 +30,7 @@ def test_bench_runs_all_six_optimizers_on_the_embedded_pool(tmp_path: Path) -> N
     out = tmp_path / "bench"
     args = ["bench", "--task", "arithmetic", "--budget-nodes", "1", "--optimizers", ALL, "--seeds", "1",
             "--iterations", "1", "--batch", "1", "--test-limit", "1", "--max-tokens", "12",
-            "--agent-max-tokens", "160", "--cache", str(tmp_path / "cache.sqlite"), "--out", str(out)]
+            "--agent-max-tokens", "160", "--classical", "off", "--cache", str(tmp_path / "cache.sqlite"), "--out", str(out)]
     res = CliRunner().invoke(app, args + ["--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)

@@ -61,7 +61,7 @@ def test_each_row_runs_with_its_options_and_is_named_by_them(tmp_path: Path, mon
     task = ArithmeticTask(seed=3, size=30)
     monkeypatch.setattr(ttsgraph.tasks, "load_task", lambda name, **kw: task)
     config = BenchConfig(task="arithmetic", budget_nodes=3, optimizers=ROWS, seeds=1, iterations=4, batch=2,
-                         test_limit=4, baselines=False, out=tmp_path / "bench", max_tokens=16)
+                         test_limit=4, baselines=False, out=tmp_path / "bench", max_tokens=16, classical="off")
     result = asyncio.run(run_bench(config, fake_backend=ScriptedBackend(make_responder(task))))
     assert [r.name for r in result.rows] == list(ROWS)
     logs, phases = {}, {}

@@ -284,7 +284,7 @@ def test_report_on_a_real_bench_directory(tmp_path: Path) -> None:
     task = load_task("arithmetic", seed=9, size=30)
     config = BenchConfig(task="arithmetic", task_options={"seed": 9, "size": 30}, budget=6.0,
                          optimizers=("random", "tpe"), seeds=2, iterations=2, batch=2, test_limit=5,
-                         out=tmp_path / "bench", max_tokens=16)
+                         out=tmp_path / "bench", max_tokens=16, classical="off")
     result = asyncio.run(run_bench(config, fake_backend=SpeedBackend(task, {SMOL: 4, GEMMA: 3})))
     res = build_report(tmp_path / "bench")
     page = res.html_path.read_text()

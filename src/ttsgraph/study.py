@@ -41,6 +41,7 @@ from ttsgraph.item_stream import ItemStream
 from ttsgraph.store import RunStore, TrialRecord
 
 if TYPE_CHECKING:
+    from ttsgraph.config import RunConfig
     from ttsgraph.runtime import Runtime
 
 SELECTIONS = selection.RULES
@@ -175,10 +176,11 @@ class Study:
 
     @classmethod
     def from_runtime(cls, rt: Runtime, store: RunStore, *, optimizer: Optimizer | None = None,
-                     space: SearchSpace | None = None, seed: int | None = None) -> Study:
-        """The study a `RunConfig` describes, on the runtime's task, pool and evaluator (bench rows
-        pass their own optimizer and seed)."""
-        cfg = rt.config
+                     space: SearchSpace | None = None, seed: int | None = None,
+                     config: RunConfig | None = None) -> Study:
+        """The study a `RunConfig` (the runtime's, or `config`) describes, on the runtime's task,
+        pool and evaluator (bench rows pass their own optimizer, seed and search settings)."""
+        cfg = config or rt.config
         space = space or rt.space()
         seed = cfg.seed if seed is None else seed
         return cls(store, rt.task, rt.pool, space, optimizer or rt.optimizer(space, seed=seed), rt.evaluator,

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from ttsgraph.config import RunConfig
 
 DEFAULT_OPTIMIZERS = ("agent-reinforce", "tpe", "random", "reinforce", "textgrad", "hybrid")
+CLASSICAL_MODES = ("both", "on", "off")
+CLASSICAL_SUFFIX = "+classical"
+"""A row whose studies also score the classical strategies and race them (issue 11) is its optimizer
+row's name with this suffix, so "with" and "without" stand side by side."""
 
 
 @dataclass
@@ -49,17 +53,34 @@ class BenchConfig:
     temperature: float = 0.1
     agent_max_tokens: int = 768
     baselines: bool = True
+    classical: str = "both"  # optimizer rows without ("off"), with ("on") or both ways, the classical candidates
+    confirm: int = 4  # finalists of the paired confirmation in the rows with classical candidates
+    confirm_items: int = 20
     select: str = "best"
     optimizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per optimizer name; "*" = all
     executor: str = "local"  # "ray": model calls on a Ray cluster (docs/distributed.md)
     ray_address: str | None = None
     ray_actors: int | None = None
 
-    def run_config(self) -> RunConfig:
+    def rows(self) -> list[tuple[str, str, bool]]:
+        """(row name, optimizer row, with classical candidates) for every optimizer row, in order:
+        without them first, then with them (`classical`)."""
+        out: list[tuple[str, str, bool]] = []
+        for row in self.optimizers:
+            if self.classical in ("both", "off"):
+                out.append((row, row, False))
+            if self.classical in ("both", "on"):
+                out.append((row + CLASSICAL_SUFFIX, row, True))
+        return out
+
+    def run_config(self, classical: bool = False) -> RunConfig:
         """The `RunConfig` every study of the bench shares (task, pool, budget, sampling, backend,
         evaluation budget, selection), so a bench assembles its runtime like every other command.
         Its studies do not test (`test_limit=0`): the bench scores each selected graph itself on
-        the shared test items, keeping per-item outcomes for the paired comparison."""
+        the shared test items, keeping per-item outcomes for the paired comparison. With
+        `classical`, the study scores the classical strategies first and races its finalists
+        against them, as `ttsgraph search` does; without, it is the plain optimizer (the bench
+        scores the classical strategies as its own baseline rows either way)."""
         from ttsgraph.config import make_config
 
         budget = {"nodes": self.budget_nodes} if self.budget_nodes is not None else (
@@ -67,7 +88,7 @@ class BenchConfig:
         return make_config({
             "task": self.task, "task_options": self.task_options, "models": self.models, "budget": budget,
             "iterations": self.iterations, "batch": self.batch, "select": self.select, "test_limit": 0,
-            "classical": False, "confirm": 0,  # bench scores the classical strategies as its own baseline rows
+            "classical": classical, "confirm": self.confirm if classical else 0, "confirm_items": self.confirm_items,
             "sampling": {"temperature": self.temperature, "max_tokens": self.max_tokens},
             "backend": {"cache": str(self.cache) if self.cache is not None else None, "no_cache": self.cache is None,
                         "concurrency": self.concurrency, "timeout": self.timeout, "retries": self.retries},
@@ -131,6 +152,10 @@ def check_config(config: BenchConfig) -> None:
     for key in ("seeds", "iterations", "batch", "concurrency", "max_tokens"):
         if getattr(config, key) < 1:
             raise TtsGraphError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(config, key)}")
+    if config.classical not in CLASSICAL_MODES:
+        raise TtsGraphError(f"--classical must be one of {', '.join(CLASSICAL_MODES)}, got {config.classical!r}")
+    if config.confirm < 1 or config.confirm_items < 1:
+        raise TtsGraphError(f"--confirm and --confirm-items must be >= 1, got {config.confirm} and {config.confirm_items}")
     if config.test_limit is not None and config.test_limit < 1:
         raise TtsGraphError(f"--test-limit must be >= 1, got {config.test_limit}")
     if config.budget is not None and config.budget_nodes is not None:

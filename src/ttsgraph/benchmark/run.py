@@ -62,11 +62,11 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
         if config.baselines:
             rows += await run_baselines(rt.backend, rt.evaluator, task, pool, space, test_items, params,
                                         config.concurrency, emit)
-        for name in config.optimizers:
+        for name, row, classical in config.rows():
             runs = []
             for seed in range(config.seeds):
                 emit("stage", {"name": f"{name} seed {seed}", "total": config.iterations * config.batch + len(test_items)})
-                run = await run_study(config, rt, space, name, seed, agent_model, emit)
+                run = await run_study(config, rt, space, (name, row, classical), seed, agent_model, emit)
                 t0 = time.perf_counter()
                 graph = Graph.from_dict(run.graph)
                 results = await evaluate_one(rt.evaluator, graph, test_items, params=params,
@@ -90,22 +90,24 @@ async def run_bench(config: BenchConfig, *, fake_backend: Backend | None = None,
     return result
 
 
-async def run_study(config: BenchConfig, rt: Runtime, space: SearchSpace, name: str, seed: int, agent_model: str,
-                    emit: Progress) -> RunOutcome:
-    """One row (an optimizer with its row options) × seed as an ordinary study in its own run
-    directory (resumed if it exists)."""
+async def run_study(config: BenchConfig, rt: Runtime, space: SearchSpace, row: tuple[str, str, bool], seed: int,
+                    agent_model: str, emit: Progress) -> RunOutcome:
+    """One row (an optimizer with its row options, with or without the classical candidates:
+    `BenchConfig.rows`) × seed as an ordinary study in its own run directory (resumed if it exists)."""
     from ttsgraph.store import RunStore
     from ttsgraph.study import Study
 
+    name, optimizer_row, classical = row
     run_dir = run_dir_for(config.out, name, seed)
     resume = (run_dir / "run.sqlite").exists()
     store = RunStore.open(run_dir) if resume else RunStore.create(run_dir)
     with store:
         if not resume:
             store.set_config("bench", {"optimizer": name, "seed": seed, **config.to_dict()})
-        optimizer = rt.optimizer(space, name=split_row(name)[0], options=optimizer_options(name, config, agent_model),
-                                 seed=seed)
-        study = Study.from_runtime(rt, store, optimizer=optimizer, space=space, seed=seed)
+        optimizer = rt.optimizer(space, name=split_row(optimizer_row)[0],
+                                 options=optimizer_options(optimizer_row, config, agent_model), seed=seed)
+        study = Study.from_runtime(rt, store, optimizer=optimizer, space=space, seed=seed,
+                                   config=config.run_config(classical))
 
         def on_event(event: dict[str, Any]) -> None:
             if event.get("kind") == "item":

@@ -112,6 +112,9 @@ def bench_command(
     ray_address: str | None = flags.RAY_ADDRESS,
     ray_actors: int | None = flags.RAY_ACTORS,
     no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the single-model and self-consistency rows."),
+    classical: str = typer.Option("both", "--classical", help="Optimizer rows without the classical candidates (off), with them (on: the row is named NAME+classical; its studies score the classical strategies first and race the finalists against them, as `ttsgraph search` does) or both."),
+    confirm: int = typer.Option(4, "--confirm", min=1, help="Finalists of the paired confirmation in the +classical rows."),
+    confirm_items: int = typer.Option(20, "--confirm-items", min=1, help="Search items the +classical rows confirm their finalists on (at most the search split)."),
     show: Path | None = typer.Option(None, "--show", help="Print the results of a finished bench directory (redraws its PNG) instead of running."),
     as_json: bool = flags.JSON,
 ) -> None:
@@ -131,6 +134,7 @@ def bench_command(
         out=out_dir or Path(f"bench-{task.replace(':', '_').replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"),
         cache=None if no_cache else (cache or default_cache_path()), concurrency=concurrency, max_tokens=max_tokens,
         agent_max_tokens=agent_max_tokens, temperature=temperature, baselines=not no_baselines,
+        classical=classical, confirm=confirm, confirm_items=confirm_items,
         optimizer_options=parse_optimizer_options(opt),
         ray_address=ray_address, ray_actors=ray_actors,
         **{k: v for k, v in (("timeout", timeout), ("retries", retries), ("executor", executor)) if v is not None},
@@ -138,7 +142,7 @@ def bench_command(
     with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=as_json) as progress:
         current: dict[str, Any] = {"id": None}
-        n_rows = len(config.optimizers) * config.seeds
+        n_rows = len(config.rows()) * config.seeds
         overall = progress.add_task("bench (optimizer runs)", total=n_rows)
 
         def on_event(event: str, info: dict[str, Any]) -> None:
