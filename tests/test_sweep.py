@@ -132,3 +132,11 @@ def test_report_renders_a_sweep_and_its_budget_runs(cli, tmp_path: Path) -> None
     assert "Compute-optimal frontier" in html and "search b2" in html
     run = json.loads(cli("report", "sw/b2", "--json").stdout)
     assert run["kind"] == "run" and run["selected"]
+
+
+def test_budgets_that_select_the_same_graph_share_one_label() -> None:
+    from ttsgraph.sweep_plots import _labels_by_point
+
+    search = [{"budget": b, "planned_units": u, "accuracy": a}
+              for b, u, a in ((1, 1.0, 0.5), (2, 1.0, 0.5), (3, 3.0, 0.6), (4, 1.0, 0.5))]
+    assert _labels_by_point(search) == {(1.0, 0.5): [1, 2, 4], (3.0, 0.6): [3]}

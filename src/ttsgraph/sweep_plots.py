@@ -35,9 +35,9 @@ def frontier_figure(summary: dict[str, Any], title: str = "") -> Figure:
         err = [[a - s["ci"][0] for a, s in zip(acc, search)], [s["ci"][1] - a for a, s in zip(acc, search)]]
         ax.errorbar([s["planned_units"] for s in search], acc, yerr=err, fmt="o", color="black", capsize=3,
                     label=f"searched graph ({summary['optimizer']})")
-        for s in search:
-            ax.annotate(f"b{s['budget']}", (s["planned_units"], s["accuracy"]), textcoords="offset points",
-                        xytext=(5, 5), fontsize=7)
+        for (x, y), budgets in _labels_by_point(search).items():
+            ax.annotate(", ".join(f"b{b}" for b in budgets), (x, y), textcoords="offset points", xytext=(5, 5),
+                        fontsize=7)
     front = summary["frontier"]
     if front:
         xs = [p["budget_units"] for p in front]
@@ -58,6 +58,15 @@ def frontier_figure(summary: dict[str, Any], title: str = "") -> Figure:
     ax.legend(fontsize=7, loc="best")
     ax.set_title(title or f"compute-optimal frontier · {summary['task']}", fontsize=10)
     return fig
+
+
+def _labels_by_point(search: list[dict[str, Any]]) -> dict[tuple[float, float], list[int]]:
+    """The budgets whose searched graphs share a point, so that one label names them all (budgets
+    that all select the same graph would otherwise print their labels on top of each other)."""
+    out: dict[tuple[float, float], list[int]] = defaultdict(list)
+    for s in search:
+        out[(round(s["planned_units"], 6), round(s["accuracy"], 6))].append(s["budget"])
+    return dict(out)
 
 
 __all__ = ["frontier_figure"]
