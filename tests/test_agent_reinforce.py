@@ -294,6 +294,31 @@ def test_sample_mode_draws_from_the_agent_table_with_its_placement(tmp_path: Any
         assert set(t.graph.edges) == set(zip(ids, ids[1:] + ["out"]))
 
 
+def vote_reply(form: dict[str, Any]) -> str:
+    """Every worker answers on its own and the output takes their majority (self-consistency)."""
+    graph = form["graph"]
+    new = {i: {"model": v["model"], "role": "assistant", "preds": []} for i, v in graph.items() if i != "out"}
+    new["out"] = {"model": graph["out"]["model"] or S, "role": "vote", "preds": [i for i in graph if i != "out"]}
+    return json.dumps({"graph": new, "edge_probabilities": {e: (1.0 if e.endswith("->out") else 0.0)
+                                                             for e in form["edge_probabilities"]}})
+
+
+@pytest.mark.parametrize("proposal", ["agent", "sample"])
+def test_the_agent_can_make_the_output_a_vote(tmp_path: Any, proposal: str) -> None:
+    """The update prompt and schema offer the vote (R2, R6); a reply that takes it is scored as a
+    vote output (no model call, cheaper than planned), and the next round's rules still name the
+    output model the node would call if it answered again."""
+    agent = Agent([], then=vote_reply)
+    _, store, _ = run_study(tmp_path, agent, proposal=proposal)
+    ups = updates(store)
+    assert ups and all(t.graph.node(t.graph.output).role == "vote" for t in ups)
+    assert all(t.graph.node(t.graph.output).model is None for t in ups)
+    first = next(m for m in agent.calls[1] if m["role"] == "user")["content"]
+    assert "make it a 'vote'" in first and "may instead be a 'vote'" in first
+    later = agent.calls[-1][-1]["content"]  # an update about a graph whose output voted
+    assert f"keep its model ({S})" in later and "Node out | role=vote" in later
+
+
 def _eval(p: Any, utility: float, space: SearchSpace, latency: float = 1.0) -> Evaluation:
     return Evaluation(trial=0, graph=p.graph, accuracy=utility, utility=utility, correct=0, scored=p.n_items,
                       errors=0, item_ids=[f"i{k}" for k in range(p.n_items)], planned_units=space.units(p.graph),

@@ -160,9 +160,13 @@ def test_update_schema_fixes_ids_output_and_orders_predecessors() -> None:
     assert list(schema["properties"]) == ["graph", "edge_probabilities"]  # the graph is written first
     nodes = schema["properties"]["graph"]["properties"]
     assert schema["properties"]["graph"]["required"] == list(IDS)
-    out = nodes["out"]["properties"]
-    assert out["model"] == {"enum": [S]} and out["role"] == {"enum": ["assistant"]}
-    assert out["preds"]["items"] == {"enum": ["n1", "n2", "n3"]} and out["preds"]["minItems"] == 1
+    answering, voting = (v["properties"] for v in nodes["out"]["anyOf"])  # the output may vote instead (issue 11)
+    assert answering["model"] == {"enum": [S]} and answering["role"] == {"enum": ["assistant"]}
+    assert voting["role"] == {"enum": ["vote"]}
+    for out in (answering, voting):
+        assert out["preds"]["items"] == {"enum": ["n1", "n2", "n3"]} and out["preds"]["minItems"] == 1
+    ablated = P.update_schema(list(IDS), "out", [S, G], S, "assistant", list(EDGES), assistants_only=True)
+    assert ablated["properties"]["graph"]["properties"]["out"]["properties"]["role"] == {"enum": ["assistant"]}
     assert nodes["n1"]["properties"]["preds"] == {"const": []}  # the first worker can have no predecessor
     assert nodes["n1"]["properties"]["role"] == {"enum": ["assistant"]}  # so it cannot be a fuser
     assistant, fuser = nodes["n3"]["anyOf"]
@@ -171,6 +175,35 @@ def test_update_schema_fixes_ids_output_and_orders_predecessors() -> None:
     table = schema["properties"]["edge_probabilities"]
     assert table["required"] == [P.edge_key(u, v) for u, v in EDGES]
     assert table["properties"]["n1->n2"]["enum"][0] == 0.0 and table["properties"]["n1->n2"]["enum"][-1] == 1.0
+
+
+def test_the_output_node_may_become_a_vote_in_both_reply_forms() -> None:
+    """R6 lets the output vote (a majority over its predecessors, no model call): a JSON reply and
+    a text reply that make it one give a graph whose output calls no model, whatever model the
+    reply wrote for it; a worker that votes is refused, and so is a vote in the role ablation."""
+    from dataclasses import replace
+
+    from ttsgraph.graph import Node
+
+    preds = {"n1": {"model": S, "role": "assistant", "preds": []}, "n2": {"model": G, "role": "assistant", "preds": []},
+             "n3": {"model": G, "role": "assistant", "preds": []}}
+    reply = json.dumps({"graph": {**preds, "out": {"model": S, "role": "vote", "preds": ["n1", "n2", "n3"]}},
+                        "edge_probabilities": {}})
+    graph = parse_update_reply(reply, rules()).graph
+    assert graph.node("out") == Node("out", None, "vote") and sorted(graph.preds("out")) == ["n1", "n2", "n3"]
+    text = ("Graph:\n" + "\n".join(f"Node {i} | model={m} | role=assistant | preds=[] | succs=[out]"
+                                    for i, m in (("n1", S), ("n2", G), ("n3", G)))
+            + f"\nNode out | model={S} | role=vote | preds=[n1, n2, n3] | succs=[]\nEdge-probabilities:\n[]")
+    assert parse_update_reply(text, rules()).graph.node("out") == Node("out", None, "vote")
+    worker_vote = json.dumps({"graph": {**preds, "n3": {"model": G, "role": "vote", "preds": ["n1"]},
+                                        "out": {"model": S, "role": "assistant", "preds": ["n2", "n3"]}},
+                              "edge_probabilities": {}})
+    with pytest.raises(AgentReplyError, match="node 'n3' is a vote: only the output node 'out' may vote"):
+        parse_update_reply(worker_vote, rules())
+    with pytest.raises(AgentReplyError, match="R6: the output node 'out' must keep model"):
+        parse_update_reply(reply, replace(rules(), output_vote=False))
+    assert "make it a 'vote'" in "\n".join(P.update_rules("out", S))
+    assert "vote" not in "\n".join(P.update_rules("out", S, assistants_only=True))
 
 
 def test_schemas_compile_to_llama_cpp_grammars() -> None:

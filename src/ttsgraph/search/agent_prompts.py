@@ -70,6 +70,12 @@ LATENCY_UPDATE_INSIGHTS: tuple[str, ...] = (
 """Latency heuristics of the update prompt (SPEC §4.5)."""
 
 
+VOTE_RULE = (" The output node may instead be a 'vote': it calls no model and answers with the most frequent "
+             "answer among its predecessors (a majority vote over several nodes costs nothing extra).")
+"""R2's sentence on the vote role (issue 11): only the output node may vote, so R1's model counts
+stay the workers'."""
+
+
 def update_rules(output_id: str, output_model: str, *, latency: bool = False, stripped: bool = False,
                  assistants_only: bool = False) -> list[str]:
     """Rules R1–R6 (SPEC §4.3). `latency` relaxes R1 and R4 (SPEC §4.5); `stripped` keeps only the
@@ -80,7 +86,7 @@ def update_rules(output_id: str, output_model: str, *, latency: bool = False, st
           "R1. Use exactly the required number of nodes of each model.")
     r2 = ("R2. A role is 'assistant' (writes a new answer; with predecessors it synthesizes their "
           "answers) or 'fuser' (reviews its predecessors' answers and condenses them into the best "
-          "one). A fuser needs at least one assistant predecessor and may not be fed by a fuser.")
+          "one). A fuser needs at least one assistant predecessor and may not be fed by a fuser." + VOTE_RULE)
     if assistants_only:
         r2 = ("R2. Every node is an 'assistant' (writes a new answer; with predecessors it synthesizes their "
               "answers). Do not use any other role.")
@@ -95,7 +101,9 @@ def update_rules(output_id: str, output_model: str, *, latency: bool = False, st
     r5 = ("R5. The graph must stay acyclic. Avoid nodes with many predecessors (their context grows "
           "too long) and very long chains (later nodes overwrite correct answers).")
     r6 = (f"R6. Node {output_id} is the output node: keep its model ({output_model}) and its role; only its "
-          "incoming edges may change.")
+          "incoming edges may change.") if assistants_only else (
+          f"R6. Node {output_id} is the output node: keep its model ({output_model}) and its role, or make it "
+          "a 'vote'; besides that only its incoming edges may change.")
     if stripped:
         return [r3, "R5. The graph must stay acyclic.", r6]
     return [r1, r2, r3, r4, r5, r6]
@@ -323,7 +331,7 @@ def update_prompt(
     else:
         parts.append(
             "Think step by step, then end your reply with exactly two blocks:\n"
-            "Graph:\n\"Node <id> | model=<model> | role=<assistant|fuser> | preds=[<ids>] | succs=[<ids>]\\n...\"\n"
+            "Graph:\n\"Node <id> | model=<model> | role=<assistant|fuser|vote> | preds=[<ids>] | succs=[<ids>]\\n...\"\n"
             "Edge-probabilities:\n[\"0: src=<id>, dst=<id>, prob=<p>\", ...]\n"
             "with one Node line per node and one table line per edge of the table."
         )
@@ -340,8 +348,9 @@ def update_schema(ids: Sequence[str], output_id: str, models: Sequence[str], out
     per edge with a probability from `PROB_LEVELS`. With `ordered` (ids listed in a topological
     order) a worker may only name earlier workers as predecessors, so every reply is acyclic by
     construction; any DAG can be written that way. Model counts and the fuser rule cannot be
-    expressed in JSON Schema: the reply parser checks them and the agent is asked again.
-    `assistants_only` (the role ablation) offers no fuser role."""
+    expressed in JSON Schema: the reply parser checks them and the agent is asked again. The
+    output node may also be a `vote` (same shape, at least one predecessor; its model is ignored).
+    `assistants_only` (the role ablation) offers no fuser and no vote."""
     workers = [i for i in ids if i != output_id]
     nodes: dict[str, Any] = {}
     for k, node_id in enumerate(ids):
@@ -363,7 +372,10 @@ def update_schema(ids: Sequence[str], output_id: str, models: Sequence[str], out
                     "properties": {"model": {"enum": model}, "role": {"enum": roles}, "preds": preds},
                     "required": ["model", "role", "preds"], "additionalProperties": False}
 
-        if fixed:
+        if fixed and allowed and not assistants_only:
+            nodes[node_id] = {"anyOf": [variant([output_role], preds, [output_model]),
+                                        variant(["vote"], preds, [output_model])]}
+        elif fixed:
             nodes[node_id] = variant([output_role], preds, [output_model])
         elif allowed and not assistants_only:
             # a fuser needs something to fuse: it is only offered with at least one predecessor

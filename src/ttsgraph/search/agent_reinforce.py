@@ -246,19 +246,20 @@ class AgentReinforce(Optimizer):
         s = self.state
         assert s.view is not None
         out = s.view.node(s.view.output)
+        out_model = U.output_model_of(s.view, self.space, self.model_order)
         counts = {m: k for m, k in s.counts.items() if k > 0}
         extras: list[tuple[str | None, str | None]] = [(None, None)]
         if not self.stripped_prompt:
             profile = self.ctx.profile.to_dict() if self.ctx.profile is not None else None
             singles = P.singles_text(profile)
-            example = P.worked_example(list(counts) or self.model_order, out.id, out.model,
+            example = P.worked_example(list(counts) or self.model_order, out.id, out_model,
                                        json_reply=self.json_reply, assistants_only=self.assistants_only)
             extras = [(singles, example), (singles, None), (None, None)]
         for singles, example in extras:
             prompt = P.update_prompt(task=self.task_name, counts=counts, graph=s.view,
                                      accuracy=float(s.last.get("accuracy", 0.0)),
                                      batch=int(s.last.get("scored", self.batch) or self.batch),
-                                     table=self._table_rows(), output_id=out.id, output_model=out.model,
+                                     table=self._table_rows(), output_id=out.id, output_model=out_model,
                                      latency=s.last.get("latency"), latency_objective=self.latency,
                                      json_reply=self.json_reply, note=s.note, stripped=self.stripped_prompt,
                                      singles=singles, example=example, insights=self.insights,
@@ -273,7 +274,8 @@ class AgentReinforce(Optimizer):
         assert s.view is not None
         user = self._update_prompt()
         rules = U.rules_for(s.view, s.counts, self.model_order, forward_only=self.json_reply, latency=self.latency,
-                            lenient=self.lenient_replies)
+                            output_model=U.output_model_of(s.view, self.space, self.model_order),
+                            lenient=self.lenient_replies, votes=not self.assistants_only)
         schema = (P.update_schema(list(rules.ids), rules.output_id, list(rules.models), rules.output_model,
                                   rules.output_role, list(rules.edges), assistants_only=self.assistants_only)
                   if self.json_reply else None)

@@ -34,6 +34,8 @@ _TABLE_LINE = re.compile(
     r"prob\s*=\s*(?P<p>-?[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)",
     re.IGNORECASE,
 )
+_VOTE_ROLE = re.compile(r"\brole\s*=\s*vote\b", re.IGNORECASE)
+_VOTE_MODEL = re.compile(r"\|\s*model\s*=[^|]*\|")  # a vote calls no model, whatever model= the reply wrote
 _ID_IN_PAREN = re.compile(r"^[A-Za-z_]*\((?P<id>[^)]+)\)$")  # "DirectAnswer(n1)" -> "n1"
 
 
@@ -50,6 +52,7 @@ class Rules:
     edges: tuple[tuple[str, str], ...]
     latency: bool = False
     lenient: bool = False  # check only the schema, acyclicity and the output node; repair roles
+    output_vote: bool = True  # the output may be a vote instead (R6); off in the role ablation
 
 
 @dataclass
@@ -193,14 +196,16 @@ def _graph_from_json(data: Any, rules: Rules) -> Graph:
         seen.add(node_id)
         if not isinstance(spec, Mapping):
             raise AgentReplyError(f"node {node_id!r} must be an object with model, role and preds")
-        model = str(spec.get("model", "")).strip()
-        if not model:
-            raise AgentReplyError(f"node {node_id!r} has no model")
         try:
             role = normalize_role(str(spec.get("role", "assistant")))
         except GraphError as exc:
             raise AgentReplyError(f"node {node_id!r}: {exc}") from None
-        nodes.append(Node(node_id, model, role))
+        model = str(spec.get("model") or "").strip()
+        if role == "vote":
+            model = ""  # a vote calls no model, whatever the reply wrote (the schema keeps the field)
+        elif not model:
+            raise AgentReplyError(f"node {node_id!r} has no model")
+        nodes.append(Node(node_id, model or None, role))
         preds = spec.get("preds", [])
         if not isinstance(preds, list):
             raise AgentReplyError(f"node {node_id!r}: preds must be a list of node ids")
@@ -281,6 +286,7 @@ def _from_text_form(text: str, rules: Rules) -> tuple[Graph, dict[tuple[str, str
     gm = re.search(r"^\s*\W*graph\W*\s*:(?P<rest>.*)", graph_part, re.IGNORECASE | re.MULTILINE | re.DOTALL)
     block = gm.group("rest") if gm else graph_part
     block = block.replace("\\n", "\n").replace('"', "\n").replace("'", "\n")
+    block = "\n".join(_VOTE_MODEL.sub("|", line) if _VOTE_ROLE.search(line) else line for line in block.splitlines())
     try:
         graph = from_text(block, known_ids=set(rules.ids), output=rules.output_id)
     except (FileFormatError, GraphError) as exc:
@@ -294,9 +300,14 @@ def _check_rules(graph: Graph, rules: Rules) -> None:
     out = next((n for n in graph.nodes if n.id == rules.output_id), None)
     if out is None:
         raise AgentReplyError(f"the output node {rules.output_id!r} is missing")
-    if out.model != rules.output_model or out.role != rules.output_role:
+    voting = rules.output_vote and out.role == "vote"
+    if not voting and (out.model != rules.output_model or out.role != rules.output_role):
+        also = " (or be a vote)" if rules.output_vote else ""
         raise AgentReplyError(f"R6: the output node {rules.output_id!r} must keep model {rules.output_model} and role "
-                              f"{rules.output_role} (the reply has {out.model}, {out.role})")
+                              f"{rules.output_role}{also} (the reply has {out.model}, {out.role})")
+    worker_votes = [n.id for n in graph.nodes if n.id != rules.output_id and n.role == "vote"]
+    if worker_votes:
+        raise AgentReplyError(f"node {worker_votes[0]!r} is a vote: only the output node {rules.output_id!r} may vote")
     for n in graph.nodes:
         if n.id != rules.output_id and n.model not in rules.models:  # the output is checked by R6 above
             raise AgentReplyError(f"node {n.id!r} uses model {n.model!r}, which is not among {', '.join(rules.models)}")

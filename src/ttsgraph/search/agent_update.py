@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ttsgraph.graph import Graph
+from ttsgraph.graph import Graph, Node
 from ttsgraph.llm.base import Message
 from ttsgraph.search import agent_prompts as P
 from ttsgraph.search.agent_replies import Rules
@@ -55,15 +55,25 @@ def table_rows(view: Graph, table: Mapping[str, float], forward_only: bool) -> l
             for u, v in potential(view.ids, view.output, forward_only)]
 
 
+def output_model_of(view: Graph, space: SearchSpace, model_order: Sequence[str]) -> str:
+    """The model the output node calls when it is not a vote: its own, or, after the agent made it
+    a vote, the space's fixed output model (else the first of the pool's models)."""
+    return view.node(view.output).model or space.output_model or model_order[0]
+
+
 def rules_for(view: Graph, counts: Mapping[str, int], model_order: Sequence[str], *, forward_only: bool,
-              latency: bool, lenient: bool = False) -> Rules:
+              latency: bool, output_model: str | None = None, lenient: bool = False, votes: bool = True) -> Rules:
     """What the reply to an update about `view` must respect (SPEC §4.3). `lenient` (TextGrad's
-    stripped prompt) allows any pool model on a worker and checks no counts."""
+    stripped prompt) allows any pool model on a worker and checks no counts; `votes` lets the
+    output node become a vote (or stay one) instead of calling `output_model` (issue 11)."""
     out = view.node(view.output)
+    output_model = output_model or out.model or model_order[0]
+    role = out.role if out.model is not None else "assistant"  # a vote goes back to answering
     models = tuple(model_order) if lenient else tuple(m for m in model_order if counts.get(m, 0) > 0)
-    return Rules(ids=tuple(view.ids), output_id=out.id, output_model=out.model, output_role=out.role,
-                 models=models or (out.model,), counts={m: k for m, k in counts.items() if k > 0},
-                 edges=tuple(potential(view.ids, view.output, forward_only)), latency=latency, lenient=lenient)
+    return Rules(ids=tuple(view.ids), output_id=out.id, output_model=output_model, output_role=role,
+                 models=models or (output_model,), counts={m: k for m, k in counts.items() if k > 0},
+                 edges=tuple(potential(view.ids, view.output, forward_only)), latency=latency, lenient=lenient,
+                 output_vote=votes)
 
 
 def estimate_tokens(messages: Sequence[Message]) -> int:
@@ -112,7 +122,11 @@ def sample_from_table(space: SearchSpace, table: Mapping[str, float], placement:
     pg.set_edge_table({(u, v): table.get(P.edge_key(back[u], back[v]), 0.0) for u, v in pg.potential})
     pg.sample(rng)
     assert pg.last_draw is not None
-    return pg.last_draw.relabeled(back)
+    draw = pg.last_draw.relabeled(back)
+    if placement.node(placement.output).role == "vote":  # the agent's vote output stays a vote
+        draw = Graph([n if n.id != draw.output else Node(n.id, None, "vote") for n in draw.nodes], draw.edges,
+                     draw.output)
+    return draw
 
 
 @dataclass
