@@ -114,6 +114,7 @@ class RunConfig(_Model):
     classical: bool = True  # score the classical strategies that fit first: the incumbent (--no-classical)
     confirm: int = Field(4, ge=0)  # finalists of the paired confirmation (0: off, candidates on fresh items)
     confirm_items: int = Field(20, ge=1)  # search items the finalists are confirmed on (at most the split)
+    confirm_tolerance: float = Field(0.02, ge=0.0, le=1.0)  # how far a cheaper finalist may trail the best
     output_model: str | None = None  # None: the pool's output model; "searched": the search picks it
     sampling: Sampling = Field(default_factory=Sampling)
     backend: BackendSettings = Field(default_factory=BackendSettings)
@@ -234,7 +235,7 @@ FLAGS: dict[str, str] = {
     "profile": "--profile", "objective": "--objective", "latency_weight": "--latency-weight",
     "select": "--select", "iterations": "--iterations", "batch": "--batch", "seed": "--seed", "race": "--race",
     "race_items": "--race-items", "classical": "--no-classical", "confirm": "--confirm",
-    "confirm_items": "--confirm-items", "test_limit": "--test-limit", "output_model": "--output-model",
+    "confirm_items": "--confirm-items", "confirm_tolerance": "--confirm-tolerance", "test_limit": "--test-limit", "output_model": "--output-model",
     "sampling.temperature": "--temperature", "sampling.top_p": "--top-p", "sampling.max_tokens": "--max-tokens",
     "sampling.output_max_tokens": "--output-max-tokens",
     "sampling.stop": "--stop", "backend.cache": "--cache", "backend.no_cache": "--no-cache",

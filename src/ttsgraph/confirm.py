@@ -9,7 +9,9 @@ scored on the first n items of the study's panel, those significantly worse than
 (the best classical strategy still racing) by a paired 95 % interval drop out, and the better
 half goes on to twice the items, until the confirmation size. The selected graph is then the
 **cheapest** finalist that is not significantly worse than the most accurate one (paired 95 %
-interval of the per-item difference reaches 0): extra compute must earn its place.
+interval of the per-item difference reaches 0) and trails it by at most `tolerance` (2 points by
+default) on those items: extra compute must earn its place, but a cheaper graph that looks worse
+is not taken just because a small panel cannot prove it (20 items cannot tell 5 points apart).
 
 `cheapest_not_worse` and `halve` are pure (tested alone); `Contender` is one graph's per-item
 outcomes, pooled from every trial that scored it.
@@ -26,6 +28,9 @@ from ttsgraph.graph import Graph
 from ttsgraph.stats import PairedDifference, paired_difference_ci
 
 RULE = "cheapest-not-worse"
+TOLERANCE = 0.02
+"""How far (accuracy, on the confirmation items) a cheaper finalist may trail the most accurate one
+and still be selected, besides not being significantly worse."""
 
 
 @dataclass
@@ -78,11 +83,15 @@ def significantly_worse(a: Contender, b: Contender, items: Sequence[str]) -> boo
     return paired(a, b, items).high < -1e-12
 
 
-def cheapest_not_worse(finalists: Sequence[Contender], items: Sequence[str]) -> tuple[Contender, Contender]:
+def cheapest_not_worse(finalists: Sequence[Contender], items: Sequence[str],
+                       tolerance: float = TOLERANCE) -> tuple[Contender, Contender]:
     """(selected, most accurate): the cheapest finalist not significantly worse than the most
-    accurate one on `items` (ties in cost: the more accurate, then the first scored)."""
+    accurate one on `items` and at most `tolerance` below it (ties in cost: the more accurate,
+    then the first scored)."""
     best = most_accurate(finalists, items)
-    ok = [c for c in finalists if c is best or not significantly_worse(c, best, items)]
+    top = best.accuracy(items)
+    ok = [c for c in finalists if c is best or (not significantly_worse(c, best, items)
+                                                and c.accuracy(items) >= top - tolerance - 1e-12)]
     return min(ok, key=lambda c: (c.units, -c.accuracy(items), c.trial)), best
 
 
@@ -134,5 +143,5 @@ def finalists_of(ranked: Sequence[Contender], k: int) -> list[Contender]:
     return top
 
 
-__all__ = ["RULE", "Contender", "paired", "most_accurate", "significantly_worse", "cheapest_not_worse", "halve",
+__all__ = ["RULE", "TOLERANCE", "Contender", "paired", "most_accurate", "significantly_worse", "cheapest_not_worse", "halve",
            "levels", "diff_dict", "finalists_of", "vs_classical_line"]

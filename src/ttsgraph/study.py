@@ -123,6 +123,7 @@ class StudySettings:
     classical: bool = False  # score the classical strategies first (`search.classical`): the incumbent
     confirm: int = 0  # > 0: paired items for every candidate, then this many finalists race (`confirm`)
     confirm_items: int = 20  # the confirmation size (at most the search split)
+    confirm_tolerance: float = 0.02  # how far below the most accurate finalist a cheaper one may be chosen
 
     def __post_init__(self) -> None:
         Objective(self.objective)  # names an unknown objective
@@ -187,7 +188,8 @@ class Study:
                    iterations=cfg.iterations, batch=cfg.batch, seed=seed, objective=cfg.objective,
                    latency_weight=cfg.latency_weight, select=cfg.selection, params=rt.params, race=cfg.race,
                    race_items=cfg.race_items, test_limit=cfg.test_limit, classical=cfg.classical,
-                   confirm=cfg.confirm, confirm_items=cfg.confirm_items)
+                   confirm=cfg.confirm, confirm_items=cfg.confirm_items,
+                   confirm_tolerance=cfg.confirm_tolerance)
 
     # ----- helpers -------------------------------------------------------------------------
     def _emit(self, **event: Any) -> None:

@@ -133,14 +133,14 @@ async def run_confirmation(study: Study) -> selection.Selection:
         history.append({"items": n, "finalists": [c.trial for c in finalists]})
         if level < len(schedule) - 1:
             finalists = C.halve(finalists, incumbent, ids)
-    chosen, best = C.cheapest_not_worse(finalists, ids)
+    chosen, best = C.cheapest_not_worse(finalists, ids, s.confirm_tolerance)
     incumbent = _incumbent(finalists, ids)
     table = [{"trial": c.trial, "graph_hash": c.graph_hash, "name": c.label(), "classical": c.classical,
               "planned_units": c.units, "accuracy": c.accuracy(ids), "items": len(ids),
               "vs_best": C.diff_dict(C.paired(c, best, ids))} for c in finalists]
     record = {"items": len(ids), "requested_items": int(s.confirm_items), "search_split": len(study.stream.items),
               "levels": history, "finalists": table, "best_trial": best.trial, "selected_trial": chosen.trial,
-              "rule": C.RULE}
+              "rule": C.RULE, "tolerance": s.confirm_tolerance}
     latency = next((g.latency for g in selection.candidates(study.store.trials()) if g.graph_hash == chosen.graph_hash),
                    None)
     vs: dict[str, Any] = {}

@@ -195,6 +195,7 @@ def search_command(
     classical: bool | None = typer.Option(None, "--classical/--no-classical", help="Score the classical strategies that fit the budget (each model alone, self-consistency, a refinement chain, parallel + fuser) first, as the incumbent the search must beat (default: on)."),
     confirm: int | None = typer.Option(None, "--confirm", min=0, help="Finalists of the paired confirmation: every candidate on the same items, successive halving, the cheapest finalist not significantly worse than the most accurate wins (default 4; 0: off)."),
     confirm_items: int | None = typer.Option(None, "--confirm-items", min=1, help="Search items the finalists are confirmed on (default 20; at most the search split)."),
+    confirm_tolerance: float | None = typer.Option(None, "--confirm-tolerance", min=0.0, max=1.0, help="How far (accuracy on the confirmation items) a cheaper finalist may trail the most accurate one and still be selected (default 0.02)."),
     test_limit: int | None = typer.Option(None, "--test-limit", min=0, help="Score the result on this many test items (0: skip; default all)."),
     output_model: str | None = typer.Option(None, "--output-model", help="The output node's model (default: the pool's; 'searched' to search it)."),
     output_max_tokens: int | None = typer.Option(None, "--output-max-tokens", min=1, help="Max tokens of the output node (default: --max-tokens; the paper: 1000 vs 4096)."),
@@ -209,7 +210,7 @@ def search_command(
         "optimizer.options": options or None, "profile": profile, "iterations": iterations, "batch": batch,
         "seed": seed, "select": select, "objective": objective, "latency_weight": latency_weight, "race": race,
         "race_items": race_items, "classical": classical, "confirm": confirm,
-        "confirm_items": confirm_items, "test_limit": test_limit, "output_model": output_model,
+        "confirm_items": confirm_items, "confirm_tolerance": confirm_tolerance, "test_limit": test_limit, "output_model": output_model,
         "sampling.output_max_tokens": output_max_tokens,
     })
     if resume:

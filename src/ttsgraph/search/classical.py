@@ -36,8 +36,9 @@ class Classical:
 
 def classical_graphs(space: SearchSpace) -> list[Classical]:
     """Every classical strategy that fits `space`'s budget, cheapest kinds first, per model in pool
-    size order: the model alone; self-consistency for every k >= 2 whose k workers fit the node
-    budget; the longest refinement chain that fits (k >= 1 refiners after the first answer); the
+    size order: the model alone; self-consistency for every k >= 3 whose k workers fit the node
+    budget (k = 2 answers exactly as the model alone: a tie goes to the first sample, which is the
+    single call, so it would only take a finalist's place in the race); the longest refinement chain that fits (k >= 1 refiners after the first answer); the
     widest parallel-then-fuse graph (n >= 2 samples) that fits. Duplicates (same canonical graph)
     are listed once."""
     costs = space.unit_costs()
@@ -59,7 +60,7 @@ def classical_graphs(space: SearchSpace) -> list[Classical]:
         add(f"{m} alone", "single", single(m))
     for m in space.models:
         most = min(b // costs[m], cap)
-        for k in range(2, most + 1):
+        for k in range(3, most + 1):
             add(f"self-consistency {k}×{m}", "self-consistency", self_consistency(k, m))
         for k in range(most, 0, -1):  # chain(k): k workers, then the output refines the last answer
             if add(f"refinement chain of {k + 1} {m} calls", "chain", chain(k, m)):
