@@ -48,6 +48,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_HYPOTHESIS_HOME.pop(), ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def pool():  # type: ignore[no-untyped-def]
+    """The embedded local pool (SmolLM2-135M, Gemma-3-270M): a description, nothing is loaded."""
+    from ttsgraph.models import load_pool
+
+    return load_pool("local")
+
+
 @pytest.fixture(scope="session")
 def llama_server() -> Iterator[LlamaServer]:
     """One real OpenAI-compatible server (SmolLM2 as `smollm2-135m`) for the whole session."""

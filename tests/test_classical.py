@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.test_search_cli import BASE, cli  # noqa: F401 (fixture)
-from tests.test_study import GEMMA, SMOL, Crash, crashing_backend, make_study, pool, run, task  # noqa: F401
+from tests.test_study import GEMMA, SMOL, Crash, crashing_backend, make_study, run, task  # noqa: F401
 from ttsgraph import confirm as C
 from ttsgraph.cost import Budget, TaskLengths
 from ttsgraph.graph import Graph, Node, chain, parallel, single

@@ -16,7 +16,6 @@ from ttsgraph.graph import Graph, Node, chain, parallel, single
 from ttsgraph.llm.base import Completion, Message, SamplingParams
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.llm.router import build_backend
-from ttsgraph.models import load_pool
 from ttsgraph.tasks.arithmetic import ArithmeticTask
 
 SMOL, GEMMA = "smollm2-135m", "gemma-3-270m"
@@ -25,11 +24,6 @@ SMOL, GEMMA = "smollm2-135m", "gemma-3-270m"
 @pytest.fixture(scope="module")
 def task() -> ArithmeticTask:
     return ArithmeticTask(seed=7, size=20)
-
-
-@pytest.fixture(scope="module")
-def pool():  # type: ignore[no-untyped-def]
-    return load_pool("local")
 
 
 def solver(task: ArithmeticTask, wrong_for: set[str] = frozenset()):  # type: ignore[no-untyped-def]

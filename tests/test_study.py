@@ -13,7 +13,6 @@ from ttsgraph.evaluator import LocalEvaluator
 from ttsgraph.graph import Graph, Node, chain, fully_connected, parallel
 from ttsgraph.llm.fake import ScriptedBackend
 from ttsgraph.llm.router import build_backend
-from ttsgraph.models import load_pool
 from ttsgraph.search.base import Evaluation, Optimizer, Proposal
 from ttsgraph.search.space import SearchSpace
 from ttsgraph.store import RunStore
@@ -57,11 +56,6 @@ class ScriptOpt(Optimizer):
     def tell(self, evaluations: list[Evaluation]) -> None:
         super().tell(evaluations)
         self.told.append(evaluations)
-
-
-@pytest.fixture
-def pool():
-    return load_pool("local")
 
 
 @pytest.fixture

@@ -35,11 +35,6 @@ def task() -> ArithmeticTask:
     return ArithmeticTask(seed=7, size=20)
 
 
-@pytest.fixture(scope="module")
-def pool():  # type: ignore[no-untyped-def]
-    return load_pool("local")
-
-
 def test_registry_lists_vote_as_a_role_without_a_model() -> None:
     assert ROLES == ("assistant", "fuser", "vote") and MODEL_ROLES == ("assistant", "fuser")
     assert normalize_role("VOTE") == "vote" and normalize_role("rev") == "fuser"
