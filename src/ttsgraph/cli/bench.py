@@ -63,7 +63,7 @@ def print_result(result: BenchResult, out_dir: Path | None = None) -> None:
         table.add_row(
             name, kinds.get(r.kind, r.kind), str(r.seeds), _pct(r.search_accuracy),
             f"{_pct(r.test_accuracy)} [{_pct(r.test_ci[0])}–{_pct(r.test_ci[1])}]{err}",
-            f"{r.planned_units:.2f}", f"{r.evaluations:g}", str(r.backend_calls), str(r.cache_hits),
+            f"{r.planned_units:.2f}", f"{r.evaluations:.4g}", str(r.backend_calls), str(r.cache_hits),
             f"{r.eval_seconds:.0f}", f"{r.agent_seconds:.0f}", f"{r.test_seconds:.0f}",
             "/".join(str(r.agent_replies.get(k, 0)) for k in REPLY_OUTCOMES) if r.agent_replies else "—",
         )
