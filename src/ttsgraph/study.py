@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ttsgraph import selection, study_paired
+from ttsgraph.confirm import TOLERANCE
 from ttsgraph.errors import TtsGraphError
 from ttsgraph.evaluator import Evaluator, evaluate_one
 from ttsgraph.executor import EvalSummary, ItemResult, summarize
@@ -123,7 +124,7 @@ class StudySettings:
     classical: bool = False  # score the classical strategies first (`search.classical`): the incumbent
     confirm: int = 0  # > 0: paired items for every candidate, then this many finalists race (`confirm`)
     confirm_items: int = 20  # the confirmation size (at most the search split)
-    confirm_tolerance: float = 0.02  # how far below the most accurate finalist a cheaper one may be chosen
+    confirm_tolerance: float = TOLERANCE  # how far below the most accurate finalist a cheaper one may be
 
     def __post_init__(self) -> None:
         Objective(self.objective)  # names an unknown objective

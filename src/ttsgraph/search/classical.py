@@ -38,9 +38,9 @@ def classical_graphs(space: SearchSpace) -> list[Classical]:
     """Every classical strategy that fits `space`'s budget, cheapest kinds first, per model in pool
     size order: the model alone; self-consistency for every k >= 3 whose k workers fit the node
     budget (k = 2 answers exactly as the model alone: a tie goes to the first sample, which is the
-    single call, so it would only take a finalist's place in the race); the longest refinement chain that fits (k >= 1 refiners after the first answer); the
-    widest parallel-then-fuse graph (n >= 2 samples) that fits. Duplicates (same canonical graph)
-    are listed once."""
+    single call, so it would only take a finalist's place in the race); the longest refinement
+    chain that fits (k >= 1 refiners after the first answer); the widest parallel-then-fuse graph
+    (n >= 2 samples) that fits. Duplicates (same canonical graph) are listed once."""
     costs = space.unit_costs()
     b = space.node_budget
     cap = space.max_nodes if space.max_nodes is not None else b
